@@ -1,0 +1,102 @@
+"""The ``lgdeploy`` command line: a thin typer shell over the pipeline stages.
+
+Each command group lives in its own module and imports its stage inside the command body, so
+``lgdeploy --help`` and ``lgdeploy profiles list`` never import torch, onnx or a runtime.
+Errors raised on purpose (``LgdError``) print one sentence to stderr and exit non-zero;
+tracebacks appear only with ``--debug`` (or ``LGDEPLOY_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from learngene_deploy._version import __version__
+from learngene_deploy.errors import LgdError
+
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in lgdeploy, not a user error
+
+
+def _debug_enabled(ctx: click.Context) -> bool:
+    return bool(ctx.params.get("debug")) or os.environ.get("LGDEPLOY_DEBUG", "") not in ("", "0")
+
+
+def error(message: str) -> None:
+    """Print one error sentence to stderr (no markup interpretation)."""
+    click.echo(f"error: {message}", err=True)
+
+
+class _LgdGroup(TyperGroup):
+    """Root command group: turns LgdError into one stderr sentence and a non-zero exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except LgdError as e:
+            if _debug_enabled(ctx):
+                raise
+            error(str(e))
+            raise typer.Exit(code=e.exit_code) from None
+        except KeyboardInterrupt:
+            error("interrupted; nothing half-written is marked complete.")
+            raise typer.Exit(code=130) from None
+        except Exception as e:  # a bug: say so plainly, keep the traceback for --debug
+            if _debug_enabled(ctx):
+                raise
+            error(
+                f"internal error ({type(e).__name__}: {e}); rerun with --debug for the traceback "
+                "and report it with that output."
+            )
+            raise typer.Exit(code=EXIT_INTERNAL) from None
+
+
+app = typer.Typer(
+    name="lgdeploy",
+    cls=_LgdGroup,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Train once, deploy everywhere: recompose ViTs from learngenes and build verified per-device artifacts.",
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"lgdeploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """Train once, deploy everywhere: recompose ViTs from learngenes and build verified per-device artifacts."""
+
+
+def _register() -> None:
+    from learngene_deploy.cli import profiles
+
+    app.add_typer(profiles.app, name="profiles")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point (``lgdeploy``)."""
+    app(prog_name="lgdeploy")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model construction: every model the toolkit produces is a plain timm VisionTransformer."""
