@@ -37,7 +37,7 @@ class _LgdGroup(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except LgdError as e:
             if _debug_enabled(ctx):

@@ -1,4 +1,141 @@
-"""`lgdeploy profiles ...` (filled in below)."""
+"""`lgdeploy profiles list | show | validate`: inspect and check device profiles.
+
+Nothing here imports torch: profiles are plain YAML validated by a small schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Annotated, Any
+
 import typer
 
+from learngene_deploy.cli._console import stdout
+from learngene_deploy.errors import ProfileError
+
 app = typer.Typer(no_args_is_help=True, help="List, show and validate device profiles.")
+
+_JSON = typer.Option("--json", help="Print JSON instead of a table.")
+
+
+def _latency_label(p: Any) -> str:
+    return f"{p.budgets.latency_ms:g} ms p{p.budgets.percentile}"
+
+
+@app.command("list")
+def list_(as_json: Annotated[bool, _JSON] = False) -> None:
+    """List the shipped device profiles."""
+    from learngene_deploy.profile import list_profiles, load_profile
+
+    profiles = [load_profile(name) for name in list_profiles()]
+    if as_json:
+        rows = [
+            {
+                "name": p.name,
+                "device": p.device.name,
+                "backend": p.runtime.backend,
+                "precision": p.runtime.precision,
+                "latency_ms": p.budgets.latency_ms,
+                "percentile": p.budgets.percentile,
+                "memory_mb": p.budgets.memory_mb,
+                "host": p.host,
+            }
+            for p in profiles
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="Shipped device profiles", title_justify="left")
+    table.add_column("name", no_wrap=True, style="bold")
+    table.add_column("device")
+    table.add_column("runtime", no_wrap=True)
+    table.add_column("precision", no_wrap=True)
+    table.add_column("latency budget", no_wrap=True, justify="right")
+    table.add_column("memory budget", no_wrap=True, justify="right")
+    for p in profiles:
+        runtime = p.runtime.backend + (f" ({p.runtime.device})" if p.runtime.device else "")
+        table.add_row(
+            p.name,
+            p.device.name,
+            runtime,
+            p.runtime.precision,
+            _latency_label(p),
+            f"{p.budgets.memory_mb:g} MB",
+        )
+    stdout().print(table)
+    typer.echo("Show one with `lgdeploy profiles show NAME`; use your own with a path to a .yaml file.")
+
+
+def _rows(obj: Any, prefix: str = "") -> list[tuple[str, str, str]]:
+    """Flatten a profile into (dotted key, value, meaning) rows."""
+    from learngene_deploy._schema import loaded_fields
+
+    rows: list[tuple[str, str, str]] = []
+    for f in loaded_fields(type(obj)):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            rows.extend(_rows(value, f"{key}."))
+        else:
+            if value is None:
+                text = "null"
+            elif isinstance(value, bool):
+                text = str(value).lower()
+            elif isinstance(value, float):
+                text = f"{value:g}"
+            else:
+                text = str(value)
+            rows.append((key, text, f.metadata.get("help", "")))
+    return rows
+
+
+@app.command("show")
+def show(
+    profile: Annotated[str, typer.Argument(help="A shipped profile name or a path to a .yaml file.")],
+    as_json: Annotated[bool, _JSON] = False,
+) -> None:
+    """Show every field of one profile, with what it means."""
+    from learngene_deploy.profile import load_profile
+
+    p = load_profile(profile)
+    if as_json:
+        typer.echo(json.dumps({**p.to_dict(), "source": p.source, "sha256": p.sha256}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{p.name}: {p.description}", title_justify="left")
+    table.add_column("key", no_wrap=True, style="bold")
+    table.add_column("value")
+    table.add_column("meaning", style="dim")
+    for key, value, meaning in _rows(p):
+        if key in ("name", "description"):
+            continue
+        table.add_row(key, value, meaning)
+    stdout().print(table)
+    typer.echo(f"source: {p.source}\nsha256: {p.sha256}")
+
+
+@app.command("validate")
+def validate(
+    files: Annotated[list[str], typer.Argument(help="Profile files (.yaml) or shipped names to check.")],
+) -> None:
+    """Check profile files; exit 0 when all are valid, non-zero with the reason otherwise."""
+    from learngene_deploy.cli import error
+    from learngene_deploy.profile import load_profile
+
+    failed = 0
+    for file in files:
+        try:
+            p = load_profile(str(file))
+        except ProfileError as e:
+            error(str(e))
+            failed += 1
+            continue
+        typer.echo(
+            f"ok: {file} is a valid profile '{p.name}' ({p.runtime.backend} {p.runtime.precision}, "
+            f"{_latency_label(p)}, {p.budgets.memory_mb:g} MB)"
+        )
+    if failed:
+        raise typer.Exit(code=1)

@@ -95,9 +95,7 @@ class ArchSpec:
     @property
     def name(self) -> str:
         """Stable short name, e.g. ``vit_d6_e192_h3_p4_32_avg``."""
-        return (
-            f"vit_d{self.depth}_e{self.embed_dim}_h{self.num_heads}_p{self.patch_size}_{self.img_size}_{self.layout}"
-        )
+        return f"vit_d{self.depth}_e{self.embed_dim}_h{self.num_heads}_p{self.patch_size}_{self.img_size}_{self.layout}"
 
     def replace(self, **changes: Any) -> ArchSpec:
         return dataclasses.replace(self, **changes)
