@@ -1,0 +1,233 @@
+"""Latency prediction: a roofline estimate from the profile's device facts, or a table measured on the device.
+
+Roofline (no table): ``t = max(FLOPs / (peak·efficiency), bytes_moved / (bandwidth·efficiency))``, scaled by a
+tail factor for the budget's percentile (p90 ≈ 1.1 × typical, p99 ≈ 1.3 ×). The efficiency is the profile's
+per-device factor; it is a guess until the device is calibrated.
+
+Measured table (``lgdeploy profiles calibrate``): latencies of a spread of sizes timed on the device with the
+profile's own runtime, plus a per-device model fitted to them,
+
+    t = c0 + c_lin · linear FLOPs + c_att · attention FLOPs + c_act · activation traffic,
+
+with non-negative coefficients fitted by relative least squares, so every term has a physical reading
+(fixed overhead, matmul time, attention time, memory-bound ops). A size that was measured uses its measurement;
+any other size uses the fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from learngene_deploy.errors import ProfileError
+from learngene_deploy.models.vit import ArchSpec
+from learngene_deploy.sizing import cost as costs
+
+TABLE_FORMAT = "lgdeploy-latency-table"
+TABLE_VERSION = 1
+TAIL_FACTOR = {50: 1.0, 90: 1.1, 95: 1.15, 99: 1.3}
+FEATURES = ("const", "linear_gflop", "attention_gflop", "activation_melem")
+
+
+class LatencyPredictor(Protocol):
+    kind: str
+
+    def predict(self, arch: ArchSpec) -> tuple[float, str]:
+        """(latency in ms at the profile's percentile, where the number comes from)."""
+        ...
+
+
+def features(arch: ArchSpec, batch: int) -> list[float]:
+    """Regressors of the per-device latency model (see module docstring)."""
+    linear, attention = costs.flops(arch, batch)
+    return [1.0, linear / 1e9, attention / 1e9, costs.activation_traffic_elements(arch, batch) / 1e6]
+
+
+@dataclass(frozen=True)
+class RooflinePredictor:
+    """Latency from peak compute, memory bandwidth and the device's efficiency factor."""
+
+    peak_gflops: float
+    bandwidth_gbs: float
+    efficiency: float
+    batch: int
+    precision: str
+    backend: str
+    percentile: int
+    kind: str = "roofline"
+
+    @classmethod
+    def for_profile(cls, profile: Any) -> RooflinePredictor:
+        peak = profile.device.peak_gflops.at(profile.runtime.precision)
+        return cls(
+            peak_gflops=peak,
+            bandwidth_gbs=profile.device.memory_bandwidth_gbs,
+            efficiency=profile.device.efficiency,
+            batch=profile.budgets.batch,
+            precision=profile.runtime.precision,
+            backend=profile.runtime.backend,
+            percentile=profile.budgets.percentile,
+        )
+
+    def predict(self, arch: ArchSpec) -> tuple[float, str]:
+        c = costs.estimate(arch, batch=self.batch, precision=self.precision, backend=self.backend)
+        compute_s = c.flops / (self.peak_gflops * 1e9 * self.efficiency)
+        memory_s = c.bytes_moved / (self.bandwidth_gbs * 1e9 * self.efficiency)
+        return 1e3 * max(compute_s, memory_s) * TAIL_FACTOR[self.percentile], "roofline"
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Latencies measured on a device, and the per-device model fitted to them."""
+
+    profile: str
+    backend: str
+    precision: str
+    threads: int | None
+    batch: int
+    percentile: int
+    points: list[dict[str, Any]]  # {"arch": ArchSpec dict, "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms"}
+    coef: dict[str, float]  # fitted coefficients, keyed by FEATURES
+    host: dict[str, Any] = field(default_factory=dict)  # machine the table was measured on
+    created: str = ""
+    fit_error: dict[str, float] = field(default_factory=dict)  # relative error of the fit on its own points
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": TABLE_FORMAT,
+            "version": TABLE_VERSION,
+            "profile": self.profile,
+            "backend": self.backend,
+            "precision": self.precision,
+            "threads": self.threads,
+            "batch": self.batch,
+            "percentile": self.percentile,
+            "created": self.created,
+            "host": self.host,
+            "coef": self.coef,
+            "fit_error": self.fit_error,
+            "points": self.points,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            msg = f"latency table {path} cannot be read ({e}); re-run `lgdeploy profiles calibrate` to rewrite it."
+            raise ProfileError(msg) from e
+        if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
+            msg = (
+                f"{path} is not an lgdeploy latency table; "
+                "write one with `lgdeploy profiles calibrate NAME --out FILE`."
+            )
+            raise ProfileError(msg)
+        if data.get("version") != TABLE_VERSION:
+            msg = f"{path} has table version {data.get('version')}, this lgdeploy reads version {TABLE_VERSION}."
+            raise ProfileError(msg)
+        try:
+            return cls(
+                profile=data["profile"],
+                backend=data["backend"],
+                precision=data["precision"],
+                threads=data["threads"],
+                batch=int(data["batch"]),
+                percentile=int(data["percentile"]),
+                points=list(data["points"]),
+                coef={k: float(data["coef"][k]) for k in FEATURES},
+                host=dict(data.get("host", {})),
+                created=str(data.get("created", "")),
+                fit_error=dict(data.get("fit_error", {})),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            msg = (
+                f"latency table {path} is missing or has a malformed field ({e}); re-run `lgdeploy profiles calibrate`."
+            )
+            raise ProfileError(msg) from e
+
+
+def fit(points: list[tuple[ArchSpec, float]], batch: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Fit the per-device model to measured (arch, ms) points.
+
+    Minimises relative error (rows weighted by 1/t) with non-negative coefficients.
+
+    Returns:
+        (coefficients keyed by FEATURES, {"median_rel": ..., "max_rel": ...} on the points themselves).
+    """
+    import numpy as np
+    from scipy.optimize import nnls
+
+    if len(points) < len(FEATURES):
+        msg = f"a latency fit needs at least {len(FEATURES)} measured sizes, got {len(points)}; measure more sizes."
+        raise ProfileError(msg)
+    x = np.array([features(a, batch) for a, _ in points])
+    y = np.array([ms for _, ms in points])
+    scale = x.max(axis=0)  # condition the columns
+    scale[scale == 0] = 1.0
+    w = 1.0 / y
+    sol, _ = nnls((x / scale) * w[:, None], y * w)
+    coef = sol / scale
+    rel = np.abs(x @ coef - y) / y
+    return (
+        {k: float(c) for k, c in zip(FEATURES, coef, strict=True)},
+        {"median_rel": float(np.median(rel)), "max_rel": float(rel.max())},
+    )
+
+
+@dataclass(frozen=True)
+class TablePredictor:
+    """Latency from a measured table: the measurement where the size was measured, else the fitted model."""
+
+    table: LatencyTable
+    percentile: int
+    kind: str = "table"
+
+    def predict(self, arch: ArchSpec) -> tuple[float, str]:
+        key = f"p{self.percentile}_ms"
+        for point in self.table.points:
+            if point["arch"] == arch.to_dict() and key in point:
+                return float(point[key]), "measured"
+        value = sum(self.table.coef[k] * f for k, f in zip(FEATURES, features(arch, self.table.batch), strict=True))
+        # The fit is at the table's percentile; rescale to the requested one with the same tail factors.
+        value *= TAIL_FACTOR[self.percentile] / TAIL_FACTOR[self.table.percentile]
+        return float(value), "fit"
+
+
+def predictor_for(profile: Any) -> LatencyPredictor:
+    """The measured table when the profile references one (and it matches), else the roofline."""
+    path = profile.latency_table_path
+    if path is None:
+        return RooflinePredictor.for_profile(profile)
+    table = LatencyTable.load(path)
+    rt = profile.runtime
+    mismatch = [
+        f"{key} {mine!r} vs {theirs!r}"
+        for key, mine, theirs in (
+            ("backend", rt.backend, table.backend),
+            ("precision", rt.precision, table.precision),
+            ("batch", profile.budgets.batch, table.batch),
+        )
+        if mine != theirs
+    ]
+    if mismatch:
+        msg = (
+            f"latency table {path} was measured for different settings ({'; '.join(mismatch)}); "
+            f"re-run `lgdeploy profiles calibrate {profile.name}` with this profile."
+        )
+        raise ProfileError(msg)
+    return TablePredictor(table=table, percentile=profile.budgets.percentile)
+
+
+def relative_error(predicted: float, measured: float) -> float:
+    return abs(predicted - measured) / measured if measured > 0 else math.inf

@@ -1,0 +1,174 @@
+"""Pick the size that fits a device: the most accurate candidate that meets every budget.
+
+Ties in accuracy are broken by lower predicted latency. Candidates without a known accuracy are ranked by
+parameter count (bigger assumed better) after every candidate with a known accuracy, and the selection says
+so. When nothing fits, :class:`SelectionError` names the closest candidate and the budget it misses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from learngene_deploy.errors import SelectionError
+from learngene_deploy.models.vit import ArchSpec
+from learngene_deploy.sizing import cost as costs
+from learngene_deploy.sizing.latency import LatencyPredictor, predictor_for
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One size a learngene can recompose: the recompose arguments, the architecture, the known accuracy."""
+
+    size: dict[str, Any]  # keyword arguments of WeightGenerator.generate, e.g. {"depth": 6, "genes": 2}
+    arch: ArchSpec
+    accuracy: float | None = None  # direct top-1 from the learngene's accuracy table, 0..1
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.size.items())
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted cost of one candidate on one profile, and whether it fits."""
+
+    candidate: Candidate
+    params: int
+    flops: float
+    weight_mb: float
+    memory_mb: float
+    latency_ms: float
+    latency_source: str  # "roofline" | "measured" | "fit"
+    misses: tuple[str, ...]  # budgets it misses, as short phrases
+    overshoot: float  # largest predicted/budget ratio over all budgets (<= 1 when it fits)
+    pareto: bool = False  # on the accuracy/latency Pareto front among all candidates
+
+    @property
+    def fits(self) -> bool:
+        return not self.misses
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.candidate
+        return {
+            "size": c.size,
+            "arch": c.arch.to_dict(),
+            "params": self.params,
+            "gflops": self.flops / 1e9,
+            "weight_mb": self.weight_mb,
+            "memory_mb": self.memory_mb,
+            "latency_ms": self.latency_ms,
+            "latency_source": self.latency_source,
+            "accuracy": c.accuracy,
+            "fits": self.fits,
+            "misses": list(self.misses),
+            "pareto": self.pareto,
+        }
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen candidate and the full table it was chosen from."""
+
+    profile: str
+    predictor: str  # "roofline" | "table"
+    chosen: Prediction
+    predictions: tuple[Prediction, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "predictor": self.predictor,
+            "chosen": self.chosen.to_dict(),
+            "candidates": [p.to_dict() for p in self.predictions],
+            "notes": list(self.notes),
+        }
+
+
+def predict(candidate: Candidate, profile: Any, predictor: LatencyPredictor) -> Prediction:
+    """Cost, latency and budget check of one candidate."""
+    b, rt = profile.budgets, profile.runtime
+    arch = candidate.arch
+    if b.input_size != "native" and b.input_size != arch.img_size:
+        arch = arch.replace(img_size=b.input_size)
+    c = costs.estimate(arch, batch=b.batch, precision=rt.precision, backend=rt.backend)
+    latency, source = predictor.predict(arch)
+    checks = [
+        ("latency", latency, b.latency_ms, f"latency {latency:.3g} ms > {b.latency_ms:g} ms p{b.percentile}"),
+        ("memory", c.memory_mb, b.memory_mb, f"memory {c.memory_mb:.3g} MB > {b.memory_mb:g} MB"),
+        ("size", c.weight_mb, b.model_size_mb, f"model size {c.weight_mb:.3g} MB > {b.model_size_mb:g} MB"),
+    ]
+    return Prediction(
+        candidate=candidate,
+        params=c.params,
+        flops=c.flops,
+        weight_mb=c.weight_mb,
+        memory_mb=c.memory_mb,
+        latency_ms=latency,
+        latency_source=source,
+        misses=tuple(text for _, value, budget, text in checks if value > budget),
+        overshoot=max(value / budget for _, value, budget, _ in checks),
+    )
+
+
+def _pareto(predictions: list[Prediction]) -> list[Prediction]:
+    """Mark candidates no other candidate beats on both accuracy (higher) and latency (lower)."""
+
+    def score(p: Prediction) -> float:
+        return p.candidate.accuracy if p.candidate.accuracy is not None else float("-inf")
+
+    marked = []
+    for p in predictions:
+        dominated = any(
+            score(q) >= score(p)
+            and q.latency_ms <= p.latency_ms
+            and (score(q) > score(p) or q.latency_ms < p.latency_ms)
+            for q in predictions
+        )
+        marked.append(Prediction(**{**p.__dict__, "pareto": not dominated}))
+    return marked
+
+
+def _rank_key(p: Prediction) -> tuple[int, float, float]:
+    known = p.candidate.accuracy is not None
+    quality = p.candidate.accuracy if known else float(p.params)
+    return (1 if known else 0, quality, -p.latency_ms)
+
+
+def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredictor | None = None) -> Selection:
+    """Predict every candidate on ``profile`` and choose the most accurate one that meets every budget.
+
+    Raises:
+        SelectionError: no candidates, or none fits (the message names the closest and what it misses).
+    """
+    if not candidates:
+        msg = "the learngene offers no candidate sizes; check its metadata with `lgdeploy learngene info FILE`."
+        raise SelectionError(msg)
+    predictor = predictor or predictor_for(profile)
+    predictions = _pareto([predict(c, profile, predictor) for c in candidates])
+    fitting = [p for p in predictions if p.fits]
+    if not fitting:
+        closest = min(predictions, key=lambda p: p.overshoot)
+        msg = (
+            f"no size of this learngene fits profile '{profile.name}': the closest, {closest.candidate.label} "
+            f"({closest.params / 1e6:.2f}M parameters), misses {'; '.join(closest.misses)}; "
+            "relax the budget in the profile, choose a lower precision, or use a smaller learngene."
+        )
+        raise SelectionError(msg)
+    chosen = max(fitting, key=_rank_key)
+    notes = []
+    if chosen.candidate.accuracy is None:
+        notes.append("the learngene has no accuracy table: the largest fitting size was chosen")
+    if predictor.kind == "roofline":
+        notes.append(
+            "latency is a roofline estimate from the profile's device facts; "
+            f"run `lgdeploy profiles calibrate {profile.name}` on the device for measured numbers"
+        )
+    return Selection(
+        profile=profile.name,
+        predictor=predictor.kind,
+        chosen=chosen,
+        predictions=tuple(predictions),
+        notes=tuple(notes),
+    )

@@ -1,0 +1,258 @@
+"""Size selection: exact cost model, latency predictors, and the choice under budgets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+from learngene_deploy.errors import ProfileError, SelectionError
+from learngene_deploy.models.vit import ArchSpec, build_vit, count_parameters
+from learngene_deploy.profile import load_profile, shipped_profiles_dir
+from learngene_deploy.sizing import cost as costs
+from learngene_deploy.sizing.latency import (
+    FEATURES,
+    LatencyTable,
+    RooflinePredictor,
+    TablePredictor,
+    features,
+    fit,
+    predictor_for,
+)
+from learngene_deploy.sizing.select import Candidate, select
+
+ARCHS = [
+    ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=3, num_heads=2),
+    ArchSpec(img_size=28, patch_size=7, in_chans=3, num_classes=10, embed_dim=48, depth=2, num_heads=3, layout="cls"),
+    ArchSpec(img_size=32, patch_size=8, in_chans=1, num_classes=7, embed_dim=32, depth=4, num_heads=4, mlp_ratio=2.0),
+]
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: a.name)
+def test_param_count_matches_timm(arch: ArchSpec) -> None:
+    assert costs.count_params(arch).total == count_parameters(build_vit(arch))
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: a.name)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_flops_match_flop_counter(arch: ArchSpec, batch: int) -> None:
+    model = build_vit(arch).eval()
+    x = torch.randn(batch, arch.in_chans, arch.img_size, arch.img_size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    measured = counter.get_total_flops()
+    predicted = costs.estimate(arch, batch=batch).flops
+    assert abs(predicted - measured) <= 0.05 * measured, (predicted, measured)
+
+
+def test_weight_bytes_by_precision() -> None:
+    arch = ARCHS[0]
+    p = costs.count_params(arch)
+    fp32, fp16, int8 = (costs.estimate(arch, precision=x).weight_bytes for x in ("fp32", "fp16", "int8"))
+    assert fp32 == 4 * p.total and fp16 == 2 * p.total
+    assert int8 == p.matmul + 4 * p.other
+
+
+def test_activation_memory_scales_with_batch_and_precision() -> None:
+    arch = ARCHS[0]
+    one, four = (costs.estimate(arch, batch=b).activation_bytes for b in (1, 4))
+    assert four == pytest.approx(4 * one)
+    assert costs.estimate(arch, precision="fp16").activation_bytes == pytest.approx(one / 2)
+    # ONNX Runtime's dynamic int8 keeps fp32 activations; calibrated int8 elsewhere does not.
+    assert costs.estimate(arch, precision="int8", backend="onnxruntime").activation_bytes == pytest.approx(one)
+    assert costs.estimate(arch, precision="int8", backend="openvino").activation_bytes == pytest.approx(one / 4)
+
+
+def test_activation_estimate_bounds_real_attention_scores() -> None:
+    """The estimate holds at least the attention score tensor that a decomposed attention materialises."""
+    arch = ArchSpec(img_size=64, patch_size=4, in_chans=3, num_classes=10, embed_dim=32, depth=1, num_heads=4)
+    scores = arch.num_heads * arch.num_tokens**2
+    assert costs.peak_activation_elements(arch) >= 2 * scores
+
+
+def _roofline(profile_name: str = "raspberry-pi-5") -> RooflinePredictor:
+    return RooflinePredictor.for_profile(load_profile(profile_name))
+
+
+def test_roofline_is_compute_bound_for_big_models_and_scales_with_depth() -> None:
+    pred = _roofline()
+    base = ArchSpec(img_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=192, depth=6, num_heads=3)
+    t6, _ = pred.predict(base)
+    t12, _ = pred.predict(base.replace(depth=12))
+    assert 1.8 < t12 / t6 < 2.05  # per-block cost dominates, patch embed and head do not
+    c = costs.estimate(base)
+    peak = 150e9 * 0.35
+    assert t6 == pytest.approx(1e3 * c.flops / peak * 1.1, rel=1e-6)  # p90 tail factor 1.1
+
+
+def test_roofline_uses_precision_peak() -> None:
+    arch = ArchSpec(img_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=384, depth=12, num_heads=6)
+    nano = load_profile("jetson-orin-nano")
+    fp16, _ = RooflinePredictor.for_profile(nano).predict(arch)
+    fp32_profile = dataclasses.replace(nano, runtime=dataclasses.replace(nano.runtime, precision="fp32"))
+    fp32, _ = RooflinePredictor.for_profile(fp32_profile).predict(arch)
+    assert fp32 > 3 * fp16
+
+
+def _candidates() -> list[Candidate]:
+    base = ArchSpec(img_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=384, depth=12, num_heads=6)
+    return [
+        Candidate({"depth": d, "genes": g}, base.replace(depth=d), 0.5 + 0.03 * d + 0.01 * g)
+        for d in (2, 4, 6, 8, 10, 12)
+        for g in (1, 2, 4)
+    ]
+
+
+def test_select_chooses_most_accurate_fitting() -> None:
+    profile = load_profile("raspberry-pi-5")
+    sel = select(_candidates(), profile)
+    fitting = [p for p in sel.predictions if p.fits]
+    assert sel.chosen.fits
+    assert sel.chosen.candidate.accuracy == max(p.candidate.accuracy for p in fitting)
+    assert all(not p.fits for p in sel.predictions if p.candidate.accuracy > sel.chosen.candidate.accuracy)
+    assert any(not p.fits for p in sel.predictions), "the Pi's budget must rule out the big sizes"
+    for p in sel.predictions:
+        assert p.fits == (
+            p.latency_ms <= profile.budgets.latency_ms
+            and p.memory_mb <= profile.budgets.memory_mb
+            and p.weight_mb <= profile.budgets.model_size_mb
+        )
+
+
+def test_ties_break_by_lower_latency() -> None:
+    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=4, num_heads=2)
+    cands = [Candidate({"depth": d}, base.replace(depth=d), 0.8) for d in (2, 3, 4)]
+    sel = select(cands, load_profile("cpu-host"))
+    assert sel.chosen.candidate.size == {"depth": 2}
+
+
+def test_unknown_accuracy_prefers_largest_and_says_so() -> None:
+    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=4, num_heads=2)
+    cands = [Candidate({"depth": d}, base.replace(depth=d)) for d in (1, 2, 3)]
+    sel = select(cands, load_profile("cpu-host"))
+    assert sel.chosen.candidate.size == {"depth": 3}
+    assert any("no accuracy table" in n for n in sel.notes)
+
+
+def test_nothing_fits_names_closest_and_budget() -> None:
+    tight = dataclasses.replace(
+        load_profile("raspberry-pi-5"),
+        budgets=dataclasses.replace(load_profile("raspberry-pi-5").budgets, latency_ms=0.01),
+    )
+    with pytest.raises(SelectionError) as info:
+        select(_candidates(), tight)
+    message = str(info.value)
+    assert "depth=2" in message and "latency" in message and "0.01 ms p90" in message
+
+
+def test_pareto_front() -> None:
+    sel = select(_candidates(), load_profile("jetson-orin-nano"))
+    front = [p for p in sel.predictions if p.pareto]
+    assert front
+
+    def dominates(q, p) -> bool:
+        acc_q, acc_p = q.candidate.accuracy, p.candidate.accuracy
+        return acc_q >= acc_p and q.latency_ms <= p.latency_ms and (acc_q > acc_p or q.latency_ms < p.latency_ms)
+
+    for p in sel.predictions:
+        assert p.pareto == (not any(dominates(q, p) for q in sel.predictions))
+    # genes add accuracy at no latency cost, so only the max-genes size at each depth can be on the front
+    assert all(p.candidate.size["genes"] == 4 for p in front)
+
+
+def test_selection_json_shape() -> None:
+    data = select(_candidates(), load_profile("cpu-host")).to_dict()
+    json.dumps(data)
+    assert set(data) >= {"chosen", "candidates"} and len(data["candidates"]) == 18
+
+
+def test_input_size_from_profile_changes_cost() -> None:
+    profile = load_profile("cpu-host")
+    arch = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=2, num_heads=2)
+    native = select([Candidate({"depth": 2}, arch, 0.9)], profile).chosen
+    big = dataclasses.replace(profile, budgets=dataclasses.replace(profile.budgets, input_size=64))
+    larger = select([Candidate({"depth": 2}, arch, 0.9)], big).chosen
+    assert larger.flops > 4 * native.flops
+
+
+# --- measured latency tables ----------------------------------------------------------------------------
+
+
+def _synthetic_points(coef: list[float], batch: int = 1) -> list[tuple[ArchSpec, float]]:
+    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=2, num_heads=2)
+    archs = [
+        base.replace(depth=d, embed_dim=w, num_heads=w // 32, img_size=img)
+        for d in (1, 2, 4, 6)
+        for w in (32, 64, 128)
+        for img in (16, 32)  # vary tokens too, or attention and activation terms are collinear
+    ]
+    return [(a, sum(c * f for c, f in zip(coef, features(a, batch), strict=True))) for a in archs]
+
+
+def test_fit_recovers_known_coefficients() -> None:
+    truth = [0.3, 9.0, 20.0, 0.002]
+    coef, err = fit(_synthetic_points(truth), batch=1)
+    assert [coef[k] for k in FEATURES] == pytest.approx(truth, rel=1e-4)
+    assert err["max_rel"] < 1e-6
+
+
+def test_fit_needs_enough_points() -> None:
+    with pytest.raises(ProfileError, match="at least 4"):
+        fit(_synthetic_points([1, 1, 1, 1])[:3], batch=1)
+
+
+def _table(tmp_path: Path, **overrides) -> Path:
+    points = _synthetic_points([0.3, 9.0, 20.0, 0.002])
+    coef, err = fit(points, batch=1)
+    table = LatencyTable(
+        profile="cpu-host",
+        backend="onnxruntime",
+        precision="fp32",
+        threads=2,
+        batch=1,
+        percentile=90,
+        points=[{"arch": a.to_dict(), "p90_ms": 123.0, "p50_ms": 100.0} for a, _ in points[:1]],
+        coef=coef,
+        fit_error=err,
+        **overrides,
+    )
+    return table.save(tmp_path / "table.json")
+
+
+def test_profile_with_table_uses_measurement_then_fit(tmp_path: Path) -> None:
+    table_path = _table(tmp_path)
+    data = yaml.safe_load((shipped_profiles_dir() / "cpu-host.yaml").read_text())
+    data["latency_table"] = table_path.name
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
+    predictor = predictor_for(load_profile(tmp_path / "p.yaml"))
+    assert isinstance(predictor, TablePredictor)
+    measured_arch = ArchSpec.from_dict(json.loads(table_path.read_text())["points"][0]["arch"])
+    assert predictor.predict(measured_arch) == (123.0, "measured")
+    other = measured_arch.replace(depth=5)
+    value, source = predictor.predict(other)
+    expected = sum(c * f for c, f in zip([0.3, 9.0, 20.0, 0.002], features(other, 1), strict=True))
+    assert source == "fit" and value == pytest.approx(expected, rel=1e-4)
+
+
+def test_table_for_other_settings_is_refused(tmp_path: Path) -> None:
+    table_path = _table(tmp_path)
+    data = yaml.safe_load((shipped_profiles_dir() / "raspberry-pi-5.yaml").read_text())
+    data["latency_table"] = table_path.name
+    data["runtime"]["precision"] = "int8"
+    data["device"]["peak_gflops"]["int8"] = 600
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match="precision 'int8' vs 'fp32'"):
+        predictor_for(load_profile(tmp_path / "p.yaml"))
+
+
+@pytest.mark.parametrize("content", ["not json", '{"format": "other"}', '{"format": "lgdeploy-latency-table"}'])
+def test_corrupt_table_is_refused(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(content)
+    with pytest.raises(ProfileError):
+        LatencyTable.load(path)
