@@ -7,7 +7,7 @@ so. When nothing fits, :class:`SelectionError` names the closest candidate and t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from learngene_deploy.errors import SelectionError
@@ -118,16 +118,11 @@ def _pareto(predictions: list[Prediction]) -> list[Prediction]:
     def score(p: Prediction) -> float:
         return p.candidate.accuracy if p.candidate.accuracy is not None else float("-inf")
 
-    marked = []
-    for p in predictions:
-        dominated = any(
-            score(q) >= score(p)
-            and q.latency_ms <= p.latency_ms
-            and (score(q) > score(p) or q.latency_ms < p.latency_ms)
-            for q in predictions
-        )
-        marked.append(Prediction(**{**p.__dict__, "pareto": not dominated}))
-    return marked
+    def dominates(q: Prediction, p: Prediction) -> bool:
+        at_least_as_good = score(q) >= score(p) and q.latency_ms <= p.latency_ms
+        return at_least_as_good and (score(q) > score(p) or q.latency_ms < p.latency_ms)
+
+    return [replace(p, pareto=not any(dominates(q, p) for q in predictions)) for p in predictions]
 
 
 def _rank_key(p: Prediction) -> tuple[int, float, float]:
