@@ -1,0 +1,146 @@
+"""Artifact directories: atomic completion, refusal to overwrite, hash verification, clear OS errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from learngene_deploy.artifact import (
+    MANIFEST,
+    PARTIAL_MARK,
+    ArtifactWriter,
+    host_facts,
+    read_manifest,
+    tool_versions,
+    verify_artifact,
+)
+from learngene_deploy.errors import ArtifactError
+
+
+def _build(out: Path, *, force: bool = False, payload: bytes = b"onnx") -> Path:
+    writer = ArtifactWriter(out, force=force)
+    (writer.path / "model.onnx").write_bytes(payload)
+    (writer.path / "sub").mkdir()
+    (writer.path / "sub" / "model.bin").write_bytes(b"weights")
+    return writer.finalize({"profile": {"name": "cpu-host"}, "status": "complete"})
+
+
+def test_finalize_writes_manifest_with_hashes(tmp_path: Path) -> None:
+    out = _build(tmp_path / "cpu-host")
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["schema_version"] == 1 and manifest["status"] == "complete"
+    assert set(manifest["files"]) == {"model.onnx", "sub/model.bin"}
+    assert manifest["files"]["model.onnx"]["bytes"] == 4
+    assert verify_artifact(out)["profile"]["name"] == "cpu-host"
+    assert not [p for p in tmp_path.iterdir() if PARTIAL_MARK in p.name], "no partial directory is left behind"
+
+
+def test_partial_directory_is_hidden_until_finalize(tmp_path: Path) -> None:
+    writer = ArtifactWriter(tmp_path / "a")
+    (writer.path / "model.onnx").write_bytes(b"x")
+    assert not (tmp_path / "a").exists()
+    assert writer.path.name.startswith(".a" + PARTIAL_MARK)
+    with pytest.raises(ArtifactError, match="partial build that never finished"):
+        read_manifest(writer.path)
+
+
+def test_exception_inside_context_removes_partial(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), ArtifactWriter(tmp_path / "a") as writer:
+        (writer.path / "model.onnx").write_bytes(b"x")
+        raise RuntimeError("stage failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_build_never_looks_complete(tmp_path: Path) -> None:
+    code = (
+        "import os, signal, sys\n"
+        "from learngene_deploy.artifact import ArtifactWriter\n"
+        f"w = ArtifactWriter({str(tmp_path / 'art')!r})\n"
+        "(w.path / 'model.onnx').write_bytes(b'half')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert result.returncode == -9
+    assert not (tmp_path / "art").exists()
+    (partial,) = tmp_path.iterdir()
+    with pytest.raises(ArtifactError, match="not a complete artifact"):
+        verify_artifact(partial)
+
+
+def test_existing_output_refused_without_force(tmp_path: Path) -> None:
+    out = _build(tmp_path / "a", payload=b"one")
+    with pytest.raises(ArtifactError, match="already exists; pass --force"):
+        ArtifactWriter(out)
+    _build(out, force=True, payload=b"two!")
+    assert (out / "model.onnx").read_bytes() == b"two!"
+    verify_artifact(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"], "the replaced directory is removed"
+
+
+def test_output_path_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ArtifactError, match="not a directory"):
+        ArtifactWriter(tmp_path / "f", force=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions, so unwritable cannot be simulated")
+def test_unwritable_parent(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(ArtifactError, match="cannot write"):
+        ArtifactWriter(locked / "a")
+
+
+def test_uncreatable_parent_is_one_sentence() -> None:
+    """/proc refuses new directories for everyone, root included."""
+    with pytest.raises(ArtifactError, match=r"^cannot write /proc/lgdeploy-test \(.*\); check the path"):
+        ArtifactWriter(Path("/proc/lgdeploy-test/a"))
+
+
+def test_tampered_file_is_detected(tmp_path: Path) -> None:
+    out = _build(tmp_path / "a")
+    (out / "model.onnx").write_bytes(b"onnY")  # same size, different bytes
+    with pytest.raises(ArtifactError, match=r"model\.onnx does not match the sha256"):
+        verify_artifact(out)
+
+
+def test_missing_and_extra_files_are_detected(tmp_path: Path) -> None:
+    out = _build(tmp_path / "a")
+    (out / "sub" / "model.bin").unlink()
+    with pytest.raises(ArtifactError, match=r"missing sub/model\.bin"):
+        verify_artifact(out)
+    out = _build(tmp_path / "b")
+    (out / "notes.txt").write_text("added")
+    with pytest.raises(ArtifactError, match="does not list"):
+        verify_artifact(out)
+
+
+@pytest.mark.parametrize("content", ["{", "[]", '{"files": {}}'])
+def test_corrupt_manifest(tmp_path: Path, content: str) -> None:
+    out = _build(tmp_path / "a")
+    (out / MANIFEST).write_text(content)
+    with pytest.raises(ArtifactError):
+        verify_artifact(out)
+
+
+def test_host_and_tools_are_recorded() -> None:
+    host = host_facts()
+    assert host["logical_cpus"] >= 1 and host["machine"]
+    tools = tool_versions()
+    assert tools["learngene-deploy"] and tools["torch"] and tools["onnxruntime"]
+
+
+def test_tool_versions_import_nothing(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from learngene_deploy.artifact import tool_versions\n"
+        "tool_versions()\n"
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False"
