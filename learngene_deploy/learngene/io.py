@@ -1,0 +1,185 @@
+"""Learngene files: ONE ``.safetensors`` file holding a weight generator's tensors plus JSON metadata.
+
+The safetensors header carries three string entries: ``format`` (``"lgdeploy-learngene"``), ``format_version`` and
+``learngene``, a JSON document::
+
+    {"format_version": 1, "method": "ldr", "generator": {... WeightGenerator.metadata() ...},
+     "arch": {... training-time ArchSpec ...}, "sizes": {... supported sizes ...},
+     "training": {"data": {..., "fingerprint": ...}, "teacher": ..., "seed": ..., "steps": ..., "wall_time_s": ...},
+     "accuracy": [{"depth": 4, "genes": 2, "params": 123456, "top1": 0.83}, ...],
+     "tensors_sha256": "...", "toolkit_version": "..."}
+
+A file rebuilds its generator from this metadata alone: ``method`` selects the ``WeightGenerator`` subclass whose
+``method`` class attribute matches (its module is imported from ``METHOD_MODULES``), ``from_metadata`` builds the
+empty generator and the tensors are loaded strictly into it. Nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from learngene_deploy._version import __version__
+from learngene_deploy.errors import LearngeneError
+from learngene_deploy.learngene.base import WeightGenerator
+
+FORMAT = "lgdeploy-learngene"
+FORMAT_VERSION = 1
+
+# method name -> module that defines its WeightGenerator subclass (imported on first use).
+METHOD_MODULES: dict[str, str] = {
+    "ldr": "learngene_deploy.learngene.ldr",
+    "lets": "learngene_deploy.learngene.lets",
+}
+
+
+def _subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+def generator_class(method: str) -> type[WeightGenerator]:
+    """The WeightGenerator subclass registered for ``method`` (``"ldr"``, ``"lets"``)."""
+    if method not in METHOD_MODULES:
+        msg = f"unknown learngene method {method!r}; valid methods are {', '.join(sorted(METHOD_MODULES))}."
+        raise LearngeneError(msg)
+    importlib.import_module(METHOD_MODULES[method])
+    for sub in _subclasses(WeightGenerator):
+        if getattr(sub, "method", None) == method:
+            return sub
+    msg = f"module {METHOD_MODULES[method]} defines no WeightGenerator with method = {method!r}; reinstall the package."
+    raise LearngeneError(msg)
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and raw bytes of ``tensors`` in sorted-name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def save_learngene(
+    path: str | Path,
+    generator: WeightGenerator,
+    *,
+    training: dict[str, Any] | None = None,
+    accuracy: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write ``generator`` and its metadata to one ``.safetensors`` file (atomically: temp file, then rename).
+
+    Args:
+        path: destination file.
+        generator: the trained weight generator.
+        training: provenance (data fingerprint, teacher, seed, steps, wall time, recipe ...).
+        accuracy: accuracy-table rows, one per size (size keys plus ``top1``, ``params``).
+
+    Returns:
+        The path written.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in generator.state_dict().items()}
+    sizes = generator.supported_sizes() if hasattr(generator, "supported_sizes") else None
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "method": generator.method,
+        "generator": generator.metadata(),
+        "arch": generator.train_arch.to_dict(),
+        "sizes": sizes,
+        "training": training or {},
+        "accuracy": accuracy or [],
+        "tensors_sha256": tensors_digest(tensors),
+        "toolkit_version": __version__,
+    }
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "learngene": json.dumps(meta)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata=header)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The JSON metadata of a learngene file, without loading its tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        msg = f"learngene file {path} does not exist; pass the path of a .safetensors file written by lgdeploy."
+        raise LearngeneError(msg)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        msg = (
+            f"{path} is not a readable safetensors file ({e}); it is truncated or corrupt, re-create or re-download it."
+        )
+        raise LearngeneError(msg) from e
+    if header.get("format") != FORMAT or "learngene" not in header:
+        msg = (
+            f"{path} is a safetensors file but not a learngene (no '{FORMAT}' metadata); pass one written by lgdeploy."
+        )
+        raise LearngeneError(msg)
+    try:
+        meta = json.loads(header["learngene"])
+        version = int(meta["format_version"])
+    except (ValueError, KeyError, TypeError) as e:
+        msg = f"{path} has malformed learngene metadata ({type(e).__name__}: {e}); re-create the file."
+        raise LearngeneError(msg) from e
+    if version > FORMAT_VERSION:
+        msg = (
+            f"{path} uses learngene format version {version} but this lgdeploy reads up to {FORMAT_VERSION}; "
+            "upgrade learngene-deploy."
+        )
+        raise LearngeneError(msg)
+    missing = [k for k in ("method", "generator", "arch") if k not in meta]
+    if missing:
+        msg = f"{path} metadata lacks {', '.join(missing)}; re-create the file with lgdeploy."
+        raise LearngeneError(msg)
+    return meta
+
+
+def load_learngene(path: str | Path, *, device: str | torch.device = "cpu") -> WeightGenerator:
+    """Rebuild the weight generator stored in a learngene file from its metadata alone.
+
+    Raises:
+        LearngeneError: the file is missing, truncated or corrupt, or its tensors do not match its metadata.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_metadata(path)
+    generator = generator_class(meta["method"]).from_metadata(meta["generator"])
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        msg = f"{path} has unreadable tensor data ({e}); it is truncated or corrupt, re-create or re-download it."
+        raise LearngeneError(msg) from e
+    expected = meta.get("tensors_sha256")
+    if expected is not None and tensors_digest(tensors) != expected:
+        msg = f"{path} tensor data does not match its recorded checksum; the file is corrupt, re-create or re-fetch it."
+        raise LearngeneError(msg)
+    want = {k: tuple(v.shape) for k, v in generator.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in tensors.items()}
+    if want != have:
+        problems = sorted(set(want) ^ set(have)) + sorted(k for k in set(want) & set(have) if want[k] != have[k])
+        msg = (
+            f"{path} tensors do not match its {meta['method']} metadata ({len(problems)} mismatched, e.g. "
+            f"{', '.join(problems[:3])}); the file was edited or written by an incompatible version, re-create it."
+        )
+        raise LearngeneError(msg)
+    generator.load_state_dict(tensors, strict=True)
+    return generator.to(device)

@@ -1,0 +1,480 @@
+"""One training loop (nanoGPT style) for every learngene method and for fine-tuning.
+
+``train(model, data, cfg, stages=..., teacher=...)`` trains any ``nn.Module`` that maps images to logits: a
+``GeneratedViT`` (a weight generator driving a timm skeleton: learngene training, constrained fine-tuning) or a plain
+timm ViT (unconstrained fine-tuning). It runs single-process (CPU or one GPU) or under ``torchrun`` with DDP (gloo on
+CPU, NCCL on GPU), with a ``DistributedSampler``-ordered data stream, AdamW (weight decay only on >= 2-D tensors,
+never on position embeddings or the class token), a linear warm-up + cosine schedule that restarts at every stage,
+bf16 autocast on GPU, optional distillation, atomic checkpoints and exact resume.
+
+Stages (``Stage``) run one after another for the same number of steps each; before a stage its ``setup`` callback
+decides which parameters train (e.g. LDR's incremental training freezes the earlier learngenes), and a fresh
+optimiser is built over the parameters that then have ``requires_grad=True``. Frozen parameters are therefore never
+in the optimiser and never decayed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset, DistributedSampler, TensorDataset, default_collate
+
+from learngene_deploy.data import DataSplits
+from learngene_deploy.errors import ConfigError
+from learngene_deploy.learngene.base import WeightGenerator, skeleton_forward
+from learngene_deploy.models.vit import build_vit
+
+CHECKPOINT_NAME = "checkpoint.pt"
+NO_DECAY_NAMES = ("pos_embed", "cls_token")
+
+
+class GeneratedViT(nn.Module):
+    """A weight generator driving a timm ViT skeleton: ``functional_call(skeleton, generator(), images)``.
+
+    The skeleton lives on the meta device and is not a registered submodule, so the only parameters (for the
+    optimiser, DDP and the state dict) are the generator's.
+    """
+
+    def __init__(self, generator: WeightGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+        with torch.device("meta"):
+            self.__dict__["skeleton"] = build_vit(generator.train_arch)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return skeleton_forward(self.skeleton, self.generator(), images)
+
+
+@dataclass
+class TrainConfig:
+    """Options of one training run; ``epochs``/``max_steps`` are per stage."""
+
+    out: Path | None = None  # directory for checkpoint.pt (None: no checkpoints)
+    epochs: float = 1.0  # passes over the training split per stage (used when max_steps is None)
+    max_steps: int | None = None  # optimiser steps per stage (overrides epochs)
+    batch_size: int = 128  # global batch, split evenly over the ranks
+    lr: float = 8e-4  # peak learning rate of each stage
+    min_lr: float = 1e-5  # learning rate at the end of each cosine
+    weight_decay: float = 0.05  # AdamW decay on >= 2-D tensors only
+    warmup: float = 0.05  # fraction of each stage's steps spent in linear warm-up
+    grad_clip: float = 1.0  # max global gradient norm (0 disables)
+    distill: Literal["ce+kl", "soft"] = "ce+kl"  # LDR: CE + KL (1:1); LeTs/TLEG: DeiT soft KD mixed by alpha
+    temperature: float = 1.0  # distillation temperature τ
+    alpha: float = 1.0  # weight of KD in "soft" mode (1.0 = pure KD, no CE)
+    ckpt_interval: int = 0  # write a checkpoint every N steps (0: only at the end)
+    stop_after: int | None = None  # stop cleanly after this global step, checkpoint written (time-sliced jobs)
+    resume: bool = False  # continue from out/checkpoint.pt
+    seed: int = 0  # data order and any randomness in the loop
+    progress: bool = True  # rich progress bar (rank 0)
+    eval_batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One phase of training; ``setup`` (if any) sets ``requires_grad`` before the stage's optimiser is built."""
+
+    name: str
+    setup: Callable[[], None] | None = None
+
+
+@dataclass
+class TrainResult:
+    steps: int  # global steps completed
+    total_steps: int  # steps the full schedule has
+    wall_time_s: float  # training time, including the runs this one resumed
+    final_loss: float  # mean loss of the last few steps
+    history: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) per step
+
+    @property
+    def finished(self) -> bool:
+        return self.steps >= self.total_steps
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process runs: rank, world size and device."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def current_dist(device: str | None = None) -> Dist:
+    """The rank, world size and device of this process (from ``torchrun``'s environment when present)."""
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if device is not None:
+        return Dist(rank, world, torch.device(device))
+    if torch.cuda.is_available():
+        return Dist(rank, world, torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
+    return Dist(rank, world, torch.device("cpu"))
+
+
+@contextlib.contextmanager
+def distributed(device: str | None = None) -> Iterator[Dist]:
+    """Initialise the process group when launched by ``torchrun`` (NCCL on GPU, gloo on CPU); tear it down after."""
+    owns = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    if owns:
+        use_cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    try:
+        yield current_dist(device)
+    finally:
+        if owns:
+            dist.destroy_process_group()
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; decay on >= 2-D tensors except position embeddings and class token."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            skip = p.ndim < 2 or name.rsplit(".", 1)[-1] in NO_DECAY_NAMES
+            (no_decay if skip else decay).append(p)
+    if not decay and not no_decay:
+        msg = "nothing to train: every parameter has requires_grad=False; check the stage definition."
+        raise ConfigError(msg)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to ``min_lr``; ``step`` counts from the start of the stage."""
+    warmup = int(cfg.warmup * total)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def distill_loss(
+    logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None, cfg: TrainConfig
+) -> torch.Tensor:
+    """CE without a teacher; with one, ``"ce+kl"``: CE + τ²·KL(teacher ‖ student) (batch mean, LDR, 1:1), or
+    ``"soft"``: (1-α)·CE + α·τ²·KL summed and divided by batch × classes (DeiT's soft distillation, LeTs/TLEG)."""
+    ce = F.cross_entropy(logits, labels)
+    if teacher_logits is None:
+        return ce
+    tau = cfg.temperature
+    student = F.log_softmax(logits / tau, dim=-1)
+    teacher = F.log_softmax(teacher_logits.float() / tau, dim=-1)
+    if cfg.distill == "ce+kl":
+        return ce + F.kl_div(student, teacher, reduction="batchmean", log_target=True) * tau * tau
+    kd = F.kl_div(student, teacher, reduction="sum", log_target=True) * tau * tau / logits.numel()
+    return (1 - cfg.alpha) * ce + cfg.alpha * kd
+
+
+def _fetch(dataset: Dataset, indices: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(dataset, TensorDataset):
+        images, labels = dataset[torch.tensor(indices)]
+    else:
+        images, labels = default_collate([dataset[i] for i in indices])
+    return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint (``weights_only=True``: tensors and plain containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        msg = f"no checkpoint at {path} to resume from; run without --resume first or point --out at the run."
+        raise ConfigError(msg)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train(
+    model: nn.Module,
+    data: DataSplits,
+    cfg: TrainConfig,
+    *,
+    stages: Sequence[Stage] = (Stage("train"),),
+    teacher: nn.Module | None = None,
+    env: Dist | None = None,
+) -> TrainResult:
+    """Train ``model`` (images -> logits) on ``data.train`` through ``stages``, checkpointing into ``cfg.out``.
+
+    Args:
+        model: the module to train (a ``GeneratedViT`` or a plain ViT); moved to the run's device.
+        data: splits; only ``train`` is used here.
+        cfg: options.
+        stages: phases run in order, each for the same number of steps, each with a fresh optimiser and schedule.
+        teacher: distillation teacher (images -> logits over the same classes); plain CE when ``None``.
+        env: rank/world/device; defaults to ``current_dist()``.
+
+    Returns:
+        Steps done, wall time and loss history (rank 0's losses).
+    """
+    env = env or current_dist()
+    model.to(env.device)
+    if teacher is not None:
+        teacher.to(env.device).eval().requires_grad_(False)
+    if cfg.batch_size % env.world:
+        msg = f"batch size {cfg.batch_size} is not divisible by the {env.world} processes; pick a multiple."
+        raise ConfigError(msg)
+    per_rank = cfg.batch_size // env.world
+    sampler = DistributedSampler(data.train, num_replicas=env.world, rank=env.rank, seed=cfg.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // per_rank
+    if steps_per_epoch == 0:
+        msg = f"batch size {cfg.batch_size} exceeds the {len(data.train)} training images; use a smaller batch."
+        raise ConfigError(msg)
+    stage_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    total = stage_steps * len(stages)
+    ckpt_path = Path(cfg.out) / CHECKPOINT_NAME if cfg.out is not None else None
+
+    step, ckpt, earlier_time = 0, None, 0.0
+    if cfg.resume:
+        if ckpt_path is None:
+            raise ConfigError("--resume needs an output directory holding checkpoint.pt; pass --out.")
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt["total_steps"] != total or ckpt["stages"] != len(stages):
+            msg = (
+                f"checkpoint {ckpt_path} is for {ckpt['stages']} stage(s) / {ckpt['total_steps']} steps but this run "
+                f"has {len(stages)} / {total}; resume with the original options."
+            )
+            raise ConfigError(msg)
+        model.load_state_dict(ckpt["model"])
+        step, earlier_time = ckpt["step"], ckpt["wall_time_s"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        random.setstate(ckpt["rng"]["python"])
+        if env.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], env.device)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f} lr {task.fields[lr]:.2e}"),
+        TimeRemainingColumn(),
+    )
+    history: list[tuple[int, float]] = []
+    start, epoch_cache = time.perf_counter(), (-1, [])
+    stop = min(total, cfg.stop_after) if cfg.stop_after is not None else total
+    with Progress(*columns, disable=not (cfg.progress and env.master)) as bar:
+        task = bar.add_task("train", total=total, completed=step, loss=float("nan"), lr=0.0)
+        while step < stop:
+            stage = step // stage_steps
+            if stages[stage].setup is not None:
+                stages[stage].setup()
+            optimizer = make_optimizer(model, cfg)
+            if ckpt is not None and ckpt["stage"] == stage and ckpt["step"] > stage * stage_steps:
+                optimizer.load_state_dict(ckpt["optimizer"])
+            net = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
+            net.train()
+            bar.update(task, description=f"{stages[stage].name} ({stage + 1}/{len(stages)})")
+            while step < min(stop, (stage + 1) * stage_steps):
+                epoch, batch = divmod(step, steps_per_epoch)
+                if epoch_cache[0] != epoch:
+                    sampler.set_epoch(epoch)
+                    epoch_cache = (epoch, list(sampler))
+                images, labels = _fetch(
+                    data.train, epoch_cache[1][batch * per_rank : (batch + 1) * per_rank], env.device
+                )
+                lr = lr_at(step - stage * stage_steps, stage_steps, cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with _autocast(env.device):
+                    logits = net(images)
+                    with torch.no_grad():
+                        teacher_logits = teacher(images) if teacher is not None else None
+                loss = distill_loss(logits.float(), labels, teacher_logits, cfg)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+                optimizer.step()
+                step += 1
+                history.append((step, loss.item()))
+                bar.update(task, advance=1, loss=history[-1][1], lr=lr)
+                boundary = step == stop or (cfg.ckpt_interval > 0 and step % cfg.ckpt_interval == 0)
+                if ckpt_path is not None and boundary:
+                    if env.master:
+                        state = {
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "step": step,
+                            "stage": stage,
+                            "stages": len(stages),
+                            "total_steps": total,
+                            "wall_time_s": earlier_time + time.perf_counter() - start,
+                            "rng": {
+                                "torch": torch.get_rng_state(),
+                                "python": random.getstate(),
+                                "cuda": torch.cuda.get_rng_state(env.device) if env.device.type == "cuda" else None,
+                            },
+                            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+                        }
+                        _save_checkpoint(ckpt_path, state)
+                    env.barrier()
+            ckpt = None
+    recent = [loss for _, loss in history[-10:]]
+    final = sum(recent) / len(recent) if recent else float("nan")
+    return TrainResult(step, total, earlier_time + time.perf_counter() - start, final, history)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256, device: torch.device | None = None) -> float:
+    """Top-1 accuracy of ``model`` on ``dataset`` (direct evaluation, no fine-tuning)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.to(device).eval()
+    correct = 0
+    n = len(dataset)  # type: ignore[arg-type]
+    for i in range(0, n, batch_size):
+        images, labels = _fetch(dataset, list(range(i, min(n, i + batch_size))), device)
+        with _autocast(device):
+            correct += int((model(images).argmax(-1) == labels).sum())
+    model.train(was_training)
+    return correct / max(1, n)
+
+
+def accuracy_table(
+    generator: WeightGenerator,
+    sizes: Sequence[dict[str, Any]],
+    dataset: Dataset,
+    *,
+    batch_size: int = 256,
+    device: torch.device | None = None,
+) -> list[dict[str, Any]]:
+    """Direct top-1 of the recomposed model of every size (``generator.recompose(**size)``), with parameter counts."""
+    rows = []
+    for size in sizes:
+        model = generator.recompose(**size)
+        params = sum(p.numel() for p in model.parameters())
+        rows.append({**size, "params": params, "top1": evaluate(model, dataset, batch_size=batch_size, device=device)})
+    return rows
+
+
+def load_teacher(spec: str, *, checkpoint: str | Path | None = None, num_classes: int) -> nn.Module:
+    """A distillation teacher: a learngene or model file of this project, or a timm model name plus a local checkpoint.
+
+    Args:
+        spec: path of a ``.safetensors`` file written by lgdeploy (a learngene is recomposed at its training size;
+            a fine-tuned model is rebuilt from its metadata), or a timm model name.
+        checkpoint: weights of the timm model (``.safetensors``, or a torch file read with ``weights_only=True``,
+            optionally wrapped in ``{"model": ...}`` / ``{"state_dict": ...}``).
+        num_classes: classes of the student; a timm teacher is built with this head size.
+    """
+    from learngene_deploy.finetune import load_model
+    from learngene_deploy.learngene.io import FORMAT, load_learngene
+
+    if Path(spec).is_file():
+        from safetensors import safe_open
+
+        with safe_open(spec, framework="pt") as f:
+            is_learngene = (f.metadata() or {}).get("format") == FORMAT
+        return load_learngene(spec).recompose() if is_learngene else load_model(spec)
+    import timm
+
+    if not timm.is_model(spec):
+        msg = (
+            f"teacher {spec!r} is neither a file nor a timm model name; pass a learngene/model file or e.g. 'resnet18'."
+        )
+        raise ConfigError(msg)
+    if checkpoint is None or not Path(checkpoint).is_file():
+        msg = (
+            f"timm teacher {spec!r} needs its weights as a local file (--teacher-checkpoint), got {checkpoint!r}; "
+            "nothing is downloaded at run time."
+        )
+        raise ConfigError(msg)
+    teacher = timm.create_model(spec, pretrained=False, num_classes=num_classes)
+    if str(checkpoint).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(str(checkpoint))
+    else:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        for key in ("model", "state_dict", "state_dict_ema"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    try:
+        teacher.load_state_dict(state)
+    except RuntimeError as e:
+        msg = f"checkpoint {checkpoint} does not fit timm model {spec!r} with {num_classes} classes ({e}); check both."
+        raise ConfigError(msg) from e
+    return teacher
+
+
+def train_learngene(
+    generator: WeightGenerator,
+    data: DataSplits,
+    cfg: TrainConfig,
+    *,
+    out_file: str | Path,
+    stages: Sequence[Stage] = (Stage("train"),),
+    sizes: Sequence[dict[str, Any]] = (),
+    teacher: nn.Module | None = None,
+    teacher_name: str | None = None,
+    recipe: dict[str, Any] | None = None,
+    env: Dist | None = None,
+) -> TrainResult:
+    """Train a generator, then (rank 0) measure its accuracy table and save it as a learngene file.
+
+    Args:
+        generator: the weight generator to train.
+        data: train split for training, val split for the accuracy table.
+        cfg: loop options.
+        out_file: learngene file written when the schedule has finished (not after ``stop_after``).
+        stages: training phases (see ``train``).
+        sizes: one ``recompose(**size)`` keyword dict per row of the accuracy table.
+        teacher: distillation teacher; ``teacher_name`` is what the metadata records for it.
+        recipe: the options of the run, stored in the metadata.
+        env: rank/world/device; defaults to ``current_dist()``.
+    """
+    from learngene_deploy.learngene.io import save_learngene
+
+    env = env or current_dist()
+    result = train(GeneratedViT(generator), data, cfg, stages=stages, teacher=teacher, env=env)
+    if result.finished and env.master:
+        table = accuracy_table(generator, sizes, data.val, batch_size=cfg.eval_batch_size, device=env.device)
+        training = {
+            "data": data.info,
+            "teacher": teacher_name,
+            "distill": cfg.distill if teacher is not None else "ce",
+            "temperature": cfg.temperature,
+            "seed": cfg.seed,
+            "steps": result.steps,
+            "stages": [s.name for s in stages],
+            "world_size": env.world,
+            "device": env.device.type,
+            "wall_time_s": round(result.wall_time_s, 2),
+            "final_loss": result.final_loss,
+            "recipe": recipe or {},
+        }
+        save_learngene(out_file, generator, training=training, accuracy=table)
+    env.barrier()
+    return result

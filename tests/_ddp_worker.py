@@ -1,0 +1,30 @@
+"""Launched by tests/test_training.py under ``torchrun --nproc_per_node=2``: trains LDR on digits with DDP (gloo)
+and writes each rank's final generator weights to ``OUT/rank{R}.safetensors`` so the test can compare them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from learngene_deploy.data import load_data
+from learngene_deploy.learngene.ldr import LDRGenerator
+from learngene_deploy.models.vit import ArchSpec
+from learngene_deploy.training import Stage, TrainConfig, distributed, train_learngene
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    with distributed("cpu") as env:
+        assert env.world == 2, "expected torchrun --nproc_per_node=2"
+        torch.manual_seed(env.rank)  # different on purpose: DDP must broadcast rank 0's initial weights
+        data = load_data("digits", img_size=16, train_limit=256, val_limit=64)
+        arch = ArchSpec(img_size=16, patch_size=4, in_chans=3, num_classes=10, embed_dim=32, depth=2, num_heads=2)
+        gen = LDRGenerator(arch, 2)
+        stages = [Stage("g1", lambda: gen.set_stage(1)), Stage("g2", lambda: gen.set_stage(2, 1))]
+        cfg = TrainConfig(out=out, max_steps=2, batch_size=32, progress=False, ckpt_interval=1)
+        train_learngene(
+            gen, data, cfg, out_file=out / "lg.safetensors", stages=stages, sizes=[{"depth": 2, "genes": 2}], env=env
+        )
+        save_file({k: v.contiguous() for k, v in gen.state_dict().items()}, str(out / f"rank{env.rank}.safetensors"))
