@@ -1,0 +1,62 @@
+"""Inference backends, looked up by name and imported only when used.
+
+Example:
+    >>> from learngene_deploy.backends import get_backend, list_backends
+    >>> list_backends()
+    ['onnxruntime', 'openvino', 'tensorrt']
+    >>> backend = get_backend("openvino")
+    >>> compiled = backend.compile("model.onnx", "out/", precision="fp16")
+    >>> logits = backend.load_runner(compiled, threads=2).run(images)
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from learngene_deploy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from learngene_deploy.backends.base import Backend, Compiled, Runner
+
+__all__ = ["Backend", "Compiled", "Runner", "get_backend", "list_backends"]
+
+# name -> "module:Class"; a backend module is imported the first time its name is asked for.
+_BACKENDS: dict[str, str] = {
+    "onnxruntime": "learngene_deploy.backends.ort:OrtBackend",
+    "openvino": "learngene_deploy.backends.openvino:OpenVINOBackend",
+    "tensorrt": "learngene_deploy.backends.tensorrt:TensorRTBackend",
+}
+
+
+def list_backends() -> list[str]:
+    """Names of all known backends, installed or not (probe with ``get_backend(name).is_available()``)."""
+    return sorted(_BACKENDS)
+
+
+def get_backend(name: str, **options: Any) -> Backend:
+    """Create the backend registered as ``name``.
+
+    Args:
+        name: a name from :func:`list_backends`.
+        **options: backend-specific constructor options (e.g. ``inference_precision="bf16"`` for openvino).
+
+    Raises:
+        ConfigError: unknown name (with the closest match and the valid names).
+    """
+    if name not in _BACKENDS:
+        close = difflib.get_close_matches(name, _BACKENDS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        msg = f"unknown backend '{name}'{hint}; valid backends are {', '.join(list_backends())}."
+        raise ConfigError(msg)
+    module, cls = _BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Backend", "Compiled", "Runner"):
+        from learngene_deploy.backends import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'learngene_deploy.backends' has no attribute {name!r}")

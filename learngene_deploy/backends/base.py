@@ -1,0 +1,238 @@
+"""The one small interface every inference backend implements.
+
+A backend turns an ONNX file into files its runtime loads (:meth:`Backend.compile` -> :class:`Compiled`)
+and runs them (:meth:`Backend.load_runner` -> :class:`Runner`). Runtimes are imported inside the methods,
+so listing or probing backends never imports onnxruntime, openvino or tensorrt. Every backend passes the
+shared conformance test in ``tests/backends/template.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from learngene_deploy.errors import BackendUnavailableError, ConfigError
+
+if TYPE_CHECKING:
+    from learngene_deploy.profile import DeviceProfile
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """Files a backend wrote for one ONNX model, and the settings a runner needs to load them."""
+
+    backend: str  # registry name, e.g. "openvino"
+    precision: str  # "fp32" | "fp16" | "int8"
+    model_path: Path  # the file a runner loads (model.onnx, model.ort, model.xml, model.plan)
+    files: tuple[Path, ...]  # every file written, model_path first
+    input_shape: tuple[int | str, ...]  # model input shape; a str dim is dynamic
+    source: Path  # the ONNX file it was compiled from
+    source_sha256: str
+    tool: str  # runtime and version, e.g. "openvino 2026.4.1"
+    seconds: float  # wall time of compile()
+    settings: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable runner settings
+
+    @property
+    def bytes(self) -> int:
+        """Total size of the written files."""
+        return sum(p.stat().st_size for p in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form; :meth:`from_dict` reverses it."""
+        data = asdict(self)
+        data.update(
+            model_path=str(self.model_path),
+            files=[str(p) for p in self.files],
+            source=str(self.source),
+            input_shape=list(self.input_shape),
+        )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Compiled:
+        return cls(
+            **{
+                **data,
+                "model_path": Path(data["model_path"]),
+                "files": tuple(Path(p) for p in data["files"]),
+                "source": Path(data["source"]),
+                "input_shape": tuple(data["input_shape"]),
+            }
+        )
+
+
+class Runner(ABC):
+    """A loaded model: float32 N x C x H x W images in, N x classes logits out."""
+
+    def __init__(self, compiled: Compiled, threads: int | None) -> None:
+        self.compiled = compiled
+        self.threads = threads
+
+    @property
+    def input_shape(self) -> tuple[int | str, ...]:
+        return self.compiled.input_shape
+
+    @property
+    def static_batch(self) -> int | None:
+        """The model's fixed batch size, or ``None`` when the batch axis is dynamic."""
+        batch = self.input_shape[0]
+        return batch if isinstance(batch, int) and batch > 0 else None
+
+    @abstractmethod
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Run one batch whose size the model accepts (:attr:`static_batch` when that is set)."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Run any number of images, in chunks of the static batch when the model has one.
+
+        Raises:
+            ConfigError: the number of images is not a multiple of the model's static batch.
+        """
+        batch = self.static_batch
+        if batch is None or len(x) == batch:
+            return self.infer(x)
+        if len(x) % batch:
+            msg = (
+                f"{len(x)} images cannot be split into batches of {batch}, the model's static batch; "
+                f"pass a multiple of {batch} images or export with a dynamic batch."
+            )
+            raise ConfigError(msg)
+        return np.concatenate([self.infer(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.run(x)
+
+
+class Backend(ABC):
+    """An inference runtime that compiles ONNX files and runs the result."""
+
+    name: ClassVar[str]  # registry name
+    module: ClassVar[str]  # Python module of the runtime, probed by is_available()
+    install_hint: ClassVar[str]  # how to install the runtime
+    artifact_suffix: ClassVar[str]  # suffix of Compiled.model_path
+    precisions: ClassVar[tuple[str, ...]]  # precisions compile() supports
+
+    def require(self) -> ModuleType:
+        """Import the runtime module or raise :class:`BackendUnavailableError` naming how to install it."""
+        import importlib
+
+        try:
+            return importlib.import_module(self.module)
+        except (ImportError, OSError) as e:  # not installed, or installed without its shared libraries
+            msg = (
+                f"the {self.name} backend needs '{self.module}', which cannot be imported here ({e}); "
+                f"{self.install_hint}."
+            )
+            raise BackendUnavailableError(msg) from e
+
+    def unavailable_reason(self) -> str | None:
+        """Why the backend cannot run here (one sentence), or ``None`` when it can."""
+        try:
+            self.require()
+        except BackendUnavailableError as e:
+            return str(e)
+        return None
+
+    def is_available(self) -> bool:
+        """True when the runtime imports on this machine."""
+        return self.unavailable_reason() is None
+
+    def check_precision(self, precision: str) -> None:
+        if precision not in self.precisions:
+            msg = (
+                f"the {self.name} backend cannot compile precision '{precision}'; valid: {', '.join(self.precisions)}."
+            )
+            raise ConfigError(msg)
+
+    def host_variant(self, compiled: Compiled) -> tuple[Compiled, str | None]:
+        """The compiled model as this machine can run it, for verification and build-machine benchmarks.
+
+        Returns:
+            ``(compiled, None)`` when this machine runs it exactly as the target would; otherwise the same model
+            file with runner settings this machine supports, and one sentence saying what differs.
+        """
+        return compiled, None
+
+    @abstractmethod
+    def compile(
+        self,
+        onnx_path: str | Path,
+        out_dir: str | Path,
+        *,
+        precision: str = "fp32",
+        profile: DeviceProfile | None = None,
+        calibration_data: np.ndarray | None = None,
+    ) -> Compiled:
+        """Compile an ONNX file into ``out_dir`` for this runtime.
+
+        Args:
+            onnx_path: the (simplified) ONNX model.
+            out_dir: directory for the written files (created if missing).
+            precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (see :attr:`precisions`).
+            profile: the target device's profile; its ``runtime`` section supplies threads, execution
+                provider, device, workspace and format.
+            calibration_data: N x C x H x W float32 images for INT8 calibration (real, preprocessed).
+
+        Returns:
+            What was written and the settings a runner needs.
+
+        Raises:
+            BackendUnavailableError: the runtime is not installed.
+            ConfigError: an unsupported precision, or missing calibration data where it is needed.
+            ExportError: the runtime failed to convert the model.
+        """
+
+    @abstractmethod
+    def load_runner(self, compiled: Compiled, *, threads: int | None = None) -> Runner:
+        """Load compiled files for inference.
+
+        Args:
+            compiled: the result of :meth:`compile` (possibly rebuilt with :meth:`Compiled.from_dict`).
+            threads: intra-op CPU threads; ``None`` takes ``compiled.settings["threads"]``, then the runtime default.
+        """
+
+
+def prepare(backend: Backend, onnx_path: str | Path, out_dir: str | Path, precision: str) -> tuple[Path, Path, float]:
+    """Common start of ``compile``: probe the runtime, check the precision and paths; returns (onnx, out, t0)."""
+    from learngene_deploy.errors import ExportError
+
+    backend.require()
+    backend.check_precision(precision)
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        msg = f"cannot compile {onnx_path} with {backend.name}: the file does not exist; export the model first."
+        raise ExportError(msg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return onnx_path, out, time.perf_counter()
+
+
+def need_calibration(backend: Backend, calibration_data: np.ndarray | None) -> np.ndarray:
+    """Return the calibration images as float32, or raise ConfigError when INT8 got none."""
+    if calibration_data is None or len(calibration_data) == 0:
+        msg = (
+            f"{backend.name} int8 needs calibration images; pass calibration_data as N x C x H x W float32 "
+            "images from the training or validation data (a few hundred are enough)."
+        )
+        raise ConfigError(msg)
+    return np.ascontiguousarray(calibration_data, dtype=np.float32)
+
+
+def source_facts(onnx_path: Path) -> tuple[tuple[int | str, ...], str]:
+    """Input shape (named dims as strings) and sha256 of the ONNX file a backend compiles."""
+    import onnx
+
+    from learngene_deploy.export import onnx_input_shape, sha256_file
+
+    return onnx_input_shape(onnx.load_model(onnx_path, load_external_data=False)), sha256_file(onnx_path)
+
+
+def runner_threads(compiled: Compiled, threads: int | None) -> int | None:
+    """Threads for a runner: the explicit value, else the compile-time setting, else None (runtime default)."""
+    return threads if threads is not None else compiled.settings.get("threads")

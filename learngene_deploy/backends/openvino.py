@@ -1,0 +1,197 @@
+"""OpenVINO backend: IR (``model.xml`` + ``model.bin``) in fp32, fp16 (compressed weights) and NNCF int8.
+
+- fp32: ``ov.convert_model`` on the ONNX file, saved uncompressed.
+- fp16: the same IR with weights stored as fp16 (``compress_to_fp16``); half the file size.
+- int8: static post-training quantization with ``nncf.quantize(..., model_type=ModelType.TRANSFORMER)``
+  calibrated on the given images (SmoothQuant, and NNCF's transformer patterns that leave sensitive ops
+  such as LayerNorm and softmax in float).
+
+The execution precision is always set explicitly with ``INFERENCE_PRECISION_HINT``: OpenVINO's CPU plugin
+silently runs bf16 by default on CPUs with avx512_bf16 or AMX (max logit error 0.15 on this project's Zen 4,
+docs/platform-notes §4). The hint is ``f32`` unless another is asked for with
+``get_backend("openvino", inference_precision="bf16")``; fp16 IRs run with ``f16`` on GPU and NPU devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from learngene_deploy._imports import require
+from learngene_deploy.backends.base import (
+    Backend,
+    Compiled,
+    Runner,
+    need_calibration,
+    prepare,
+    runner_threads,
+    source_facts,
+)
+from learngene_deploy.errors import BackendUnavailableError, ConfigError, ExportError
+from learngene_deploy.export import error_summary
+
+if TYPE_CHECKING:
+    from learngene_deploy.profile import DeviceProfile
+
+INFERENCE_PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16")
+CALIBRATION_BATCH = 1  # NNCF feeds the IR one calibration sample at a time
+
+
+class OpenVINORunner(Runner):
+    """An ``ov.CompiledModel`` with an explicit inference precision and thread count."""
+
+    def __init__(self, compiled: Compiled, threads: int | None) -> None:
+        super().__init__(compiled, threads)
+        import openvino as ov
+
+        settings = compiled.settings
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": settings["inference_precision"],
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        core = ov.Core()
+        device = settings.get("device", "CPU")
+        if device != "AUTO" and not any(d.split(".")[0] == device for d in core.available_devices):
+            msg = (
+                f"OpenVINO device '{device}' is not present on this machine (available: "
+                f"{', '.join(core.available_devices)}); run on the target device or compile for one listed."
+            )
+            raise BackendUnavailableError(msg)
+        self.model = core.compile_model(str(compiled.model_path), device, config)
+        self.request = self.model.create_infer_request()
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        result = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.array(result[0])
+
+
+class OpenVINOBackend(Backend):
+    """OpenVINO IR for CPU, GPU or NPU devices."""
+
+    name: ClassVar[str] = "openvino"
+    module: ClassVar[str] = "openvino"
+    install_hint: ClassVar[str] = "install it with `pip install openvino` (and `pip install nncf` for int8)"
+    artifact_suffix: ClassVar[str] = ".xml"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+
+    def __init__(self, *, inference_precision: str | None = None) -> None:
+        """Create the backend.
+
+        Args:
+            inference_precision: execution precision hint (``f32``, ``bf16`` or ``f16``) overriding the
+                default (``f32``, or ``f16`` for fp16 IRs on GPU/NPU).
+        """
+        if inference_precision is not None and inference_precision not in INFERENCE_PRECISIONS:
+            msg = (
+                f"unknown OpenVINO inference precision '{inference_precision}'; "
+                f"valid: {', '.join(INFERENCE_PRECISIONS)}."
+            )
+            raise ConfigError(msg)
+        self.inference_precision = inference_precision
+
+    def compile(
+        self,
+        onnx_path: str | Path,
+        out_dir: str | Path,
+        *,
+        precision: str = "fp32",
+        profile: DeviceProfile | None = None,
+        calibration_data: np.ndarray | None = None,
+    ) -> Compiled:
+        """Write ``model.xml`` and ``model.bin`` into ``out_dir``; see :meth:`Backend.compile`."""
+        import openvino as ov
+
+        src, out, start = prepare(self, onnx_path, out_dir, precision)
+        calibration = need_calibration(self, calibration_data) if precision == "int8" else None
+        runtime = profile.runtime if profile is not None else None
+        device = (runtime.device if runtime is not None else None) or "CPU"
+        try:
+            model = ov.convert_model(str(src))
+        except Exception as e:
+            msg = (
+                f"OpenVINO could not convert {src.name} ({error_summary(e)}); "
+                "re-export at opset 18 or simplify the model first."
+            )
+            raise ExportError(msg) from e
+        input_shape, source_sha256 = source_facts(src)
+        settings: dict[str, Any] = {
+            "threads": runtime.threads if runtime is not None else None,
+            "device": device,
+            "inference_precision": self.inference_precision
+            or ("f16" if precision == "fp16" and device in ("GPU", "NPU") else "f32"),
+            "weights": {"fp32": "f32", "fp16": "f16 (compressed)", "int8": "int8 (NNCF)"}[precision],
+        }
+        if calibration is not None:
+            model = _quantize_int8(model, calibration, input_shape)
+            settings["calibration"] = {"images": len(calibration), "model_type": "TRANSFORMER", "preset": "PERFORMANCE"}
+        xml = out / "model.xml"
+        ov.save_model(model, str(xml), compress_to_fp16=precision == "fp16")
+        return Compiled(
+            backend=self.name,
+            precision=precision,
+            model_path=xml,
+            files=(xml, xml.with_suffix(".bin")),
+            input_shape=input_shape,
+            source=src,
+            source_sha256=source_sha256,
+            tool=f"openvino {ov.get_version().split('-')[0]}",
+            seconds=time.perf_counter() - start,
+            settings=settings,
+        )
+
+    def host_variant(self, compiled: Compiled) -> tuple[Compiled, str | None]:
+        """Run on this machine's CPU with f32 execution when the target device (GPU, NPU) is not here."""
+        import openvino as ov
+
+        device = compiled.settings.get("device", "CPU")
+        available = ov.Core().available_devices
+        if device == "AUTO" or any(d.split(".")[0] == device for d in available):
+            return compiled, None
+        settings = {**compiled.settings, "device": "CPU", "inference_precision": "f32"}
+        note = (
+            f"OpenVINO device {device} is not on this machine (available: {', '.join(available)}), so the same IR "
+            "was verified and measured on this machine's CPU with f32 execution"
+        )
+        return replace(compiled, settings=settings), note
+
+    def load_runner(self, compiled: Compiled, *, threads: int | None = None) -> OpenVINORunner:
+        """Compile the IR for its device with the recorded precision hint; see :meth:`Backend.load_runner`."""
+        self.require()
+        return OpenVINORunner(compiled, runner_threads(compiled, threads))
+
+
+def _quantize_int8(model: Any, images: np.ndarray, input_shape: tuple[int | str, ...]) -> Any:
+    """Post-training static int8 quantization with NNCF on ``images``."""
+    nncf = require("nncf", purpose="OpenVINO int8 quantization")
+    batch = input_shape[0] if isinstance(input_shape[0], int) else CALIBRATION_BATCH
+    usable = len(images) - len(images) % batch
+    if usable == 0:
+        msg = f"OpenVINO int8 calibration got {len(images)} images but the model's static batch is {batch}; pass more."
+        raise ConfigError(msg)
+    batches = [images[i : i + batch] for i in range(0, usable, batch)]
+    nncf_logger = logging.getLogger("nncf")
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.ERROR)  # NNCF logs statistics collection progress at INFO
+    try:
+        return nncf.quantize(
+            model,
+            nncf.Dataset(batches),
+            subset_size=len(batches),
+            model_type=nncf.ModelType.TRANSFORMER,
+            preset=nncf.QuantizationPreset.PERFORMANCE,
+        )
+    except Exception as e:
+        msg = (
+            f"NNCF int8 quantization failed ({error_summary(e)}); "
+            "check the calibration images' shape or use precision 'fp16'."
+        )
+        raise ExportError(msg) from e
+    finally:
+        nncf_logger.setLevel(level)
