@@ -44,6 +44,10 @@ class _LgdGroup(TyperGroup):
                 raise
             error(str(e))
             raise typer.Exit(code=e.exit_code) from None
+        except BrokenPipeError:  # `lgdeploy ... | head`: the reader left, nothing more to say
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(code=141) from None
         except KeyboardInterrupt:
             error("interrupted; nothing half-written is marked complete.")
             raise typer.Exit(code=130) from None
@@ -85,9 +89,16 @@ def _root(
 
 
 def _register() -> None:
-    from learngene_deploy.cli import profiles
+    from learngene_deploy.cli import artifacts, build, learngene, matrix, profiles, select, train
 
     app.add_typer(profiles.app, name="profiles")
+    app.command("select")(select.select_command)
+    app.command("matrix")(matrix.matrix_command)
+    app.command("build")(build.build_command)
+    app.command("verify")(artifacts.verify_command)
+    app.command("bench")(artifacts.bench_command)
+    app.add_typer(train.app, name="train")
+    app.add_typer(learngene.app, name="learngene")
 
 
 _register()

@@ -1,0 +1,113 @@
+"""`lgdeploy build`: one verified, benchmarked artifact per device profile."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from learngene_deploy.cli._console import stderr
+
+
+def build_command(
+    profile: Annotated[
+        list[str] | None,
+        typer.Option("--profile", "-p", help="Shipped profile name or .yaml path (repeatable)."),
+    ] = None,
+    all_profiles: Annotated[bool, typer.Option("--all", help="Build every shipped profile.")] = False,
+    learngene: Annotated[
+        str | None,
+        typer.Option("--learngene", "-l", help="Learngene file or shipped name (default: the shipped one)."),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Fine-tune data: digits, fashion-mnist, or a directory (default: fashion-mnist)."),
+    ] = None,
+    finetune_steps: Annotated[
+        int | None,
+        typer.Option("--finetune-steps", min=0, help="Optimiser steps of the brief fine-tune (default 150)."),
+    ] = None,
+    finetune_epochs: Annotated[
+        float | None,
+        typer.Option("--finetune-epochs", min=0.0, help="Fine-tune for this many passes over the data instead."),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="Override the profile's runtime: onnxruntime, openvino, tensorrt."),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option("--precision", help="Override the profile's precision: fp32, fp16, int8."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Artifact directory (default artifacts/<profile>; with several profiles, OUT/<profile>).",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing artifact directory.")] = False,
+    exporter: Annotated[str, typer.Option("--exporter", help="ONNX exporter: dynamo or legacy.")] = "dynamo",
+    simplifier: Annotated[str, typer.Option("--simplifier", help="onnxsim or onnxslim.")] = "onnxsim",
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Export with a dynamic batch axis.")] = False,
+    max_int8_drop: Annotated[
+        float, typer.Option("--max-int8-drop", min=0.0, help="INT8 gate: allowed top-1 drop vs fp32, points.")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fine-tune and data order.")] = 0,
+) -> None:
+    """Recompose, fine-tune, export, simplify, verify, compile and benchmark a model for each device profile."""
+    from learngene_deploy.errors import ConfigError
+    from learngene_deploy.pipeline import BuildOptions, build
+    from learngene_deploy.profile import BACKENDS, PRECISIONS, list_profiles
+
+    if all_profiles and profile:
+        raise ConfigError("pass either --profile (one or more) or --all, not both.")
+    names = list_profiles() if all_profiles else list(profile or [])
+    if not names:
+        raise ConfigError("no profile given; pass --profile NAME (see `lgdeploy profiles list`) or --all.")
+    for value, valid, option in ((backend, BACKENDS, "--backend"), (precision, PRECISIONS, "--precision")):
+        if value is not None and value not in valid:
+            raise ConfigError(f"{option} {value!r} is not one of: {', '.join(valid)}.")
+    if exporter not in ("dynamo", "legacy"):
+        raise ConfigError(f"--exporter {exporter!r} is not one of: dynamo, legacy.")
+    if simplifier not in ("onnxsim", "onnxslim"):
+        raise ConfigError(f"--simplifier {simplifier!r} is not one of: onnxsim, onnxslim.")
+    if finetune_steps is not None and finetune_epochs is not None:
+        raise ConfigError("pass either --finetune-steps or --finetune-epochs, not both.")
+
+    console = stderr()
+    for name in names:
+        start = time.perf_counter()
+
+        def log(stage: str, message: str, _start: float = start) -> None:
+            console.print(
+                f"[green]✓[/green] [bold]{stage:<9}[/bold] {message} [dim]({time.perf_counter() - _start:.0f} s)[/dim]"
+            )
+
+        target = out if out is None or len(names) == 1 else out / Path(name).stem
+        console.rule(f"lgdeploy build --profile {name}")
+        result = build(
+            BuildOptions(
+                profile=name,
+                learngene=learngene,
+                data=data,
+                finetune_steps=finetune_steps,
+                finetune_epochs=finetune_epochs,
+                backend=backend,
+                precision=precision,
+                out=target,
+                force=force,
+                exporter=exporter,  # type: ignore[arg-type]
+                simplifier=simplifier,  # type: ignore[arg-type]
+                dynamic_batch=dynamic_batch,
+                max_int8_drop=max_int8_drop,
+                seed=seed,
+            ),
+            log=log,
+        )
+        for skip in result.skipped:
+            console.print(f"[yellow]skipped {skip['stage']}:[/yellow] {skip['reason']}")
+        typer.echo(str(result.out_dir))

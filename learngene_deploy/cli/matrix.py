@@ -1,0 +1,56 @@
+"""`lgdeploy matrix`: the shipped profiles as a CI build matrix (one artifact per device)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+# Where each profile's artifact job runs. TensorRT engines are specific to the GPU and TensorRT version they were
+# built with, so Jetson profiles run on self-hosted runners with these labels; everything else builds on a hosted
+# runner (budgets are then judged on predicted target latency, see the manifest).
+HOSTED_RUNNER = "ubuntu-latest"
+
+
+def runner_for(profile) -> list[str] | str:
+    if profile.runtime.backend == "tensorrt":
+        return ["self-hosted", "linux", "arm64", profile.name]
+    return HOSTED_RUNNER
+
+
+def matrix_command(
+    runtime: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--runtime", "-r", help="Only profiles with this backend (repeatable): onnxruntime, openvino, tensorrt."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the GitHub Actions matrix as JSON.")] = False,
+) -> None:
+    """Print the shipped profiles as a CI matrix: one entry per device, with its runner labels."""
+    from learngene_deploy.errors import ConfigError
+    from learngene_deploy.profile import BACKENDS, list_profiles, load_profile
+
+    for name in runtime or []:
+        if name not in BACKENDS:
+            msg = f"unknown runtime {name!r} for --runtime; valid runtimes are {', '.join(BACKENDS)}."
+            raise ConfigError(msg)
+    profiles = [load_profile(n) for n in list_profiles()]
+    include = [
+        {
+            "profile": p.name,
+            "backend": p.runtime.backend,
+            "precision": p.runtime.precision,
+            "runs-on": runner_for(p),
+            "artifact": f"lgdeploy-{p.name}",
+        }
+        for p in profiles
+        if not runtime or p.runtime.backend in runtime
+    ]
+    if as_json:
+        typer.echo(json.dumps({"include": include}))
+        return
+    for entry in include:
+        runs_on = entry["runs-on"] if isinstance(entry["runs-on"], str) else ",".join(entry["runs-on"])
+        typer.echo(f"{entry['profile']:<24} {entry['backend']:<12} {entry['precision']:<5} {runs_on}")

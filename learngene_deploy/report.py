@@ -1,0 +1,160 @@
+"""The human side of an artifact: ``report.md`` and ``selection.svg`` (accuracy against predicted latency).
+
+The plot is written as plain SVG, so no plotting library is needed on a build machine.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+PLOT = "selection.svg"
+
+
+def _fmt(value: Any, spec: str = ".3g", unit: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{unit}"
+
+
+def selection_svg(selection: Any, budget_ms: float, width: int = 640, height: int = 400) -> str:
+    """Scatter of every candidate (predicted latency, accuracy); Pareto front joined, chosen ringed, budget dashed."""
+    preds = [p for p in selection.predictions if p.candidate.accuracy is not None]
+    if not preds:  # no accuracy table: plot parameters instead
+        preds = list(selection.predictions)
+    left, right, top, bottom = 64, 16, 28, 48
+    xs = [p.latency_ms for p in preds] + [budget_ms]
+    ys = [p.candidate.accuracy if p.candidate.accuracy is not None else p.params / 1e6 for p in preds]
+    x0, x1 = 0.0, max(xs) * 1.05
+    y0, y1 = min(ys), max(ys)
+    pad = (y1 - y0) * 0.1 or 0.05
+    y0, y1 = y0 - pad, y1 + pad
+    accuracy_axis = preds[0].candidate.accuracy is not None
+
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def py(y: float) -> float:
+        return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
+
+    def value(p: Any) -> float:
+        return p.candidate.accuracy if accuracy_axis else p.params / 1e6
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        'font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="16" font-size="13">{html.escape(selection.profile)}: '
+        f"{'direct accuracy' if accuracy_axis else 'parameters (M)'} vs predicted latency</text>",
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>',
+    ]
+    for i in range(5):  # axis ticks
+        xv = x0 + (x1 - x0) * i / 4
+        yv = y0 + (y1 - y0) * i / 4
+        label = f"{100 * yv:.1f}%" if accuracy_axis else f"{yv:.2f}"
+        parts.append(f'<text x="{px(xv):.1f}" y="{height - bottom + 16}" text-anchor="middle">{xv:.3g}</text>')
+        parts.append(f'<text x="{left - 6}" y="{py(yv) + 4:.1f}" text-anchor="end">{label}</text>')
+    parts.append(
+        f'<text x="{(left + width - right) / 2}" y="{height - 10}" text-anchor="middle">predicted latency (ms)</text>'
+    )
+    bx = px(budget_ms)
+    parts.append(
+        f'<line x1="{bx:.1f}" y1="{top}" x2="{bx:.1f}" y2="{height - bottom}" stroke="#c00" stroke-dasharray="5,4"/>'
+    )
+    parts.append(f'<text x="{bx + 4:.1f}" y="{top + 12}" fill="#c00">budget {budget_ms:g} ms</text>')
+    front = sorted((p for p in preds if p.pareto), key=lambda p: p.latency_ms)
+    if len(front) > 1:
+        points = " ".join(f"{px(p.latency_ms):.1f},{py(value(p)):.1f}" for p in front)
+        parts.append(f'<polyline points="{points}" fill="none" stroke="#4a7" stroke-width="1.5"/>')
+    for p in preds:
+        colour = "#2a6" if p.fits else "#999"
+        parts.append(
+            f'<circle cx="{px(p.latency_ms):.1f}" cy="{py(value(p)):.1f}" r="4" fill="{colour}">'
+            f"<title>{html.escape(p.candidate.label)}</title></circle>"
+        )
+    c = selection.chosen
+    parts.append(
+        f'<circle cx="{px(c.latency_ms):.1f}" cy="{py(value(c)):.1f}" r="8" fill="none" stroke="black" '
+        'stroke-width="2"/>'
+    )
+    parts.append(
+        f'<text x="{px(c.latency_ms) + 10:.1f}" y="{py(value(c)) - 8:.1f}">chosen: '
+        f"{html.escape(c.candidate.label)}</text>"
+    )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def report_markdown(manifest: dict[str, Any]) -> str:
+    """A one-page summary of the manifest for humans."""
+    prof = manifest["profile"]
+    arch = manifest["architecture"]
+    ft = manifest["finetune"]
+    lat = manifest["latency"]
+    stats = (manifest.get("benchmark") or {}).get("stats")
+    lines = [
+        f"# lgdeploy artifact: {prof['name']}",
+        "",
+        f"- status: **{manifest['status']}**",
+        f"- runtime: {prof['runtime']['backend']} {prof['runtime']['precision']}"
+        + (f" ({manifest['compile']['tool']})" if manifest.get("compile") else ""),
+        f"- learngene: `{Path(manifest['learngene']['path']).name}` ({manifest['learngene']['method']}), "
+        f"size {manifest['selection']['size']}",
+        f"- architecture: depth {arch['depth']}, width {arch['embed_dim']}, {arch['num_heads']} heads, "
+        f"patch {arch['patch_size']}, input {arch['img_size']}×{arch['img_size']}, {arch['num_classes']} classes",
+        f"- fine-tune: {ft['steps']} steps on {ft['data'].get('name', '?')}; top-1 before "
+        f"{_fmt(ft['top1_before'], '.2%')}, after {_fmt(ft['top1_after'], '.2%')}",
+        "",
+        "## Budgets",
+        "",
+        "| budget | limit | value | basis | result |",
+        "|---|---|---|---|---|",
+    ]
+    for name, v in manifest["budgets"].items():
+        limit = v.get("budget_ms", v.get("budget_mb"))
+        value = v.get("value_ms", v.get("value_mb"))
+        unit = " ms" if "budget_ms" in v else " MB"
+        lines.append(
+            f"| {name} | {limit:g}{unit} | {value:.3g}{unit} | {v['basis']} | {'pass' if v['passed'] else '**miss**'} |"
+        )
+    lines += [
+        "",
+        "## Latency",
+        "",
+        f"- predicted p{lat['percentile']} on the target: {_fmt(lat['predicted_ms'])} ms ({lat['predicted_source']})",
+        f"- measured on {manifest['benchmark']['measured_on']}: "
+        + (
+            f"p50 {stats['p50_ms']:.3g} ms, p90 {stats['p90_ms']:.3g} ms, p99 {stats['p99_ms']:.3g} ms, "
+            f"{stats['throughput_ips']:.0f} images/s, {stats['runs']} runs × {stats['rounds']} processes, "
+            f"{stats['threads'] or 'default'} threads"
+            if stats
+            else "not measured"
+        ),
+        "",
+        "## Verification gates",
+        "",
+        "| reference → candidate | images | max abs diff | top-1 agreement | result |",
+        "|---|---|---|---|---|",
+    ]
+    for c in manifest["checks"]:
+        result = "pass" if c["passed"] else "FAIL"
+        if "max_abs_diff" in c:
+            lines.append(
+                f"| {c['reference']} → {c['candidate']} | {c['num_images']} | {c['max_abs_diff']:.2e} | "
+                f"{c['top1_agreement']:.1%} | {result} |"
+            )
+        else:
+            lines.append(
+                f"| {c['reference']} → {c['candidate']} (accuracy) | {c['num_images']} | — | "
+                f"{c['candidate_accuracy']:.1%} vs {c['reference_accuracy']:.1%} | {result} |"
+            )
+    if manifest["skipped"]:
+        lines += ["", "## Skipped", ""]
+        lines += [f"- {s['stage']}: {s['reason']}" for s in manifest["skipped"]]
+    lines += ["", f"![selection]({PLOT})", ""]
+    return "\n".join(lines)
+
+
+def write_report(directory: Path, manifest: dict[str, Any], selection: Any) -> None:
+    (directory / PLOT).write_text(selection_svg(selection, manifest["profile"]["budgets"]["latency_ms"]))
+    (directory / "report.md").write_text(report_markdown(manifest))

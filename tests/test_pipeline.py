@@ -1,0 +1,204 @@
+"""`lgdeploy build` end to end on tiny shapes: gates, skipped runtimes, refusals, the artifact it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from learngene_deploy.artifact import PARTIAL_MARK, verify_artifact
+from learngene_deploy.errors import ArtifactError, ConfigError, VerificationError
+from learngene_deploy.learngene.io import save_learngene
+from learngene_deploy.learngene.ldr import LDRGenerator
+from learngene_deploy.models.vit import ArchSpec
+from learngene_deploy.pipeline import BuildOptions, build, resolve_profile
+
+pytestmark = pytest.mark.slow
+
+TINY = ArchSpec(img_size=16, patch_size=4, in_chans=3, num_classes=10, embed_dim=32, depth=3, num_heads=2)
+
+
+@pytest.fixture(scope="module")
+def learngene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    generator = LDRGenerator(TINY, 2)
+    rows = [{"depth": d, "genes": k, "top1": 0.1 * d + 0.01 * k} for d in (1, 2, 3) for k in (1, 2)]
+    return save_learngene(tmp_path_factory.mktemp("lg") / "tiny.safetensors", generator, accuracy=rows)
+
+
+def _opts(learngene: Path, out: Path, **kw) -> BuildOptions:
+    base = dict(
+        profile="cpu-host",
+        learngene=str(learngene),
+        data="digits",
+        finetune_steps=2,
+        finetune_batch=16,
+        out=out,
+        verify_images=64,
+        bench_runs=5,
+        bench_rounds=1,
+        bench_min_time_s=0.05,
+    )
+    return BuildOptions(**{**base, **kw})
+
+
+def test_build_cpu_host_writes_a_verified_artifact(learngene: Path, tmp_path: Path) -> None:
+    stages: list[str] = []
+    result = build(_opts(learngene, tmp_path / "art"), log=lambda stage, _msg: stages.append(stage))
+    assert stages == ["select", "recompose", "finetune", "export", "simplify", "compile", "bench", "artifact"]
+    out = result.out_dir
+    manifest = verify_artifact(out)
+    assert manifest == json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["skipped"] == []
+    assert {"model.onnx", "report.md", "selection.svg"} <= set(manifest["files"])
+    # the most accurate size of the table fits cpu-host and is chosen
+    assert manifest["selection"]["size"] == {"depth": 3, "genes": 2}
+    assert manifest["architecture"]["depth"] == 3
+    checks = {(c["reference"], c["candidate"]): c for c in manifest["checks"]}
+    assert set(checks) == {("pytorch", "onnx"), ("onnx", "onnx-simplified"), ("pytorch", "onnxruntime-fp32")}
+    assert all(c["passed"] and c["max_abs_diff"] < 1e-4 for c in checks.values())
+    stats = manifest["benchmark"]["stats"]
+    assert stats["runs"] >= 5 and stats["p50_ms"] > 0
+    assert manifest["benchmark"]["measured_on"] == "target"  # cpu-host is the machine it runs on
+    assert manifest["budgets"]["latency"]["value_ms"] == stats["p90_ms"]
+    assert manifest["tools"]["torch"] and manifest["host"]["logical_cpus"] >= 1
+    props = {p.key: p.value for p in onnx.load(out / "model.onnx").metadata_props}
+    assert props["lgdeploy.profile"] == "cpu-host"
+    assert json.loads(props["lgdeploy.size"]) == {"depth": 3, "genes": 2}
+    assert "pytorch → onnxruntime-fp32" in (out / "report.md").read_text()
+    assert (out / "selection.svg").read_text().startswith("<svg")
+
+
+def test_tensorrt_profile_without_tensorrt_still_verifies_onnx(learngene: Path, tmp_path: Path) -> None:
+    from learngene_deploy._imports import is_available
+
+    if is_available("tensorrt"):
+        pytest.skip("TensorRT is installed here; this test covers machines without it")
+    result = build(_opts(learngene, tmp_path / "nano", profile="jetson-orin-nano"))
+    manifest = verify_artifact(result.out_dir)
+    assert manifest["status"] == "complete-with-skipped-steps"
+    assert [s["stage"] for s in manifest["skipped"]] == ["compile", "benchmark"]
+    assert "tensorrt" in manifest["skipped"][0]["reason"].lower()
+    assert [c["candidate"] for c in manifest["checks"]] == ["onnx", "onnx-simplified"]
+    # not the target device: the latency budget is judged on the prediction, nothing was measured
+    assert manifest["budgets"]["latency"]["basis"].startswith("predicted")
+    assert manifest["benchmark"]["stats"] is None
+
+
+def test_failing_gate_stops_and_leaves_nothing(learngene: Path, tmp_path: Path) -> None:
+    with pytest.raises(VerificationError, match="does not match pytorch"):
+        build(_opts(learngene, tmp_path / "art", max_abs=1e-12))
+    assert list(tmp_path.iterdir()) == [], "no artifact and no partial directory may remain"
+
+
+def test_existing_output_is_refused_before_any_work(learngene: Path, tmp_path: Path) -> None:
+    (tmp_path / "art").mkdir()
+    stages: list[str] = []
+    with pytest.raises(ArtifactError, match="already exists; pass --force"):
+        build(_opts(learngene, tmp_path / "art"), log=lambda stage, _msg: stages.append(stage))
+    assert stages == []
+    assert not [p for p in tmp_path.iterdir() if PARTIAL_MARK in p.name]
+
+
+def test_runtime_overrides_are_validated() -> None:
+    profile = resolve_profile("cpu-host", "openvino", None)
+    assert profile.runtime.backend == "openvino" and profile.runtime.execution_provider is None
+    from learngene_deploy.errors import ProfileError
+
+    with pytest.raises(ProfileError, match="fp16"):
+        resolve_profile("cpu-host", None, "fp16")  # ORT on CPU has no fp16, and cpu-host has no fp16 peak
+
+
+def test_non_native_input_size_is_refused(learngene: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from learngene_deploy.profile import shipped_profiles_dir
+
+    data = yaml.safe_load((shipped_profiles_dir() / "cpu-host.yaml").read_text())
+    data["budgets"]["input_size"] = 64
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="input size 64"):
+        build(_opts(learngene, tmp_path / "art", profile=str(tmp_path / "p.yaml")))
+
+
+@pytest.fixture(scope="module")
+def built(learngene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(_opts(learngene, tmp_path_factory.mktemp("built") / "art")).out_dir
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(src, dst))
+
+
+def test_verify_command_rechecks_golden_images(built: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+
+    result = CliRunner().invoke(app, ["verify", str(built)])
+    assert result.exit_code == 0, result.output
+    assert "matches PyTorch on 16 golden images" in result.stdout
+
+
+def test_verify_detects_numerically_wrong_model(built: Path, tmp_path: Path) -> None:
+    """A model that still hashes correctly but disagrees with PyTorch fails the re-check (golden logits edited)."""
+    import numpy as np
+
+    from learngene_deploy.artifact import MANIFEST, files_table
+    from learngene_deploy.pipeline import recheck_artifact
+
+    art = _copy(built, tmp_path / "art")
+    golden = dict(np.load(art / "golden.npz"))
+    golden["logits"] = golden["logits"] + 1.0
+    np.savez(art / "golden.npz", **golden)
+    manifest = json.loads((art / MANIFEST).read_text())
+    manifest["files"] = files_table(art)  # re-sign, as an attacker or a buggy tool would
+    (art / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(VerificationError, match="does not match pytorch"):
+        recheck_artifact(art)
+
+
+def test_bench_records_target_measurement(built: Path, tmp_path: Path) -> None:
+    from learngene_deploy.pipeline import bench_artifact
+
+    art = _copy(built, tmp_path / "art")
+    manifest = bench_artifact(art, runs=5, rounds=1)
+    assert len(manifest["target_benchmarks"]) == 1
+    measured = manifest["target_benchmarks"][0]["stats"]["p90_ms"]
+    assert manifest["budgets"]["latency"]["value_ms"] == measured
+    assert "lgdeploy bench" in manifest["budgets"]["latency"]["basis"]
+    assert verify_artifact(art)["target_benchmarks"], "the rewritten manifest still verifies"
+
+
+def test_bench_refuses_tampered_artifact(built: Path, tmp_path: Path) -> None:
+    from learngene_deploy.pipeline import bench_artifact
+
+    art = _copy(built, tmp_path / "art")
+    with (art / "model.onnx").open("r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(ArtifactError, match=r"model\.onnx does not match the sha256"):
+        bench_artifact(art, runs=5, rounds=1)
+
+
+def test_openvino_target_device_missing_is_verified_on_cpu(learngene: Path, tmp_path: Path) -> None:
+    """The NUC profile compiles for OpenVINO's GPU; a machine without one verifies the same IR on its CPU."""
+    import openvino as ov
+
+    if "GPU" in {d.split(".")[0] for d in ov.Core().available_devices}:
+        pytest.skip("this machine has an OpenVINO GPU device")
+    result = build(_opts(learngene, tmp_path / "nuc", profile="intel-core-ultra-nuc"))
+    manifest = result.manifest
+    assert manifest["compile"]["settings"]["device"] == "GPU"
+    assert manifest["compile"]["precision"] == "fp16"
+    assert "not on this machine" in manifest["benchmark"]["host_differences"]
+    assert manifest["benchmark"]["measured_on"].startswith("build machine")
+    assert any(c["candidate"] == "openvino-fp16" and c["passed"] for c in manifest["checks"])
+    from learngene_deploy.pipeline import recheck_artifact
+
+    assert recheck_artifact(result.out_dir)["passed"]
