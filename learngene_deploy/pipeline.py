@@ -414,7 +414,7 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
                 "benchmark": {
                     "measured_on": "target" if profile.host else "build machine (not the target device)",
                     "host_differences": host_note,
-                    "stats": stats,
+                    **(stats or {"p50_ms": None, "p90_ms": None, "p99_ms": None, "skipped": True}),
                 },
                 "latency": {
                     "predicted_ms": chosen.latency_ms,
@@ -491,20 +491,14 @@ def recheck_artifact(artifact_dir: str | Path) -> dict[str, Any]:
     return result.to_dict()
 
 
-def bench_artifact(artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3) -> dict[str, Any]:
-    """Benchmark an artifact on this machine (meant to be the target) and record it in the manifest.
+def require_compiled(root: Path, manifest: dict[str, Any]) -> None:
+    """Refuse an artifact whose compile step was skipped (there is no runtime model to benchmark).
 
-    The measurement replaces the prediction in the latency verdict; the manifest is rewritten atomically
-    (it is not part of its own file table, so the artifact still verifies).
+    Raises:
+        ArtifactError: the manifest has no ``compile`` record.
     """
-    from datetime import datetime, timezone
-
-    from learngene_deploy.artifact import MANIFEST, host_facts, verify_artifact
-    from learngene_deploy.bench import benchmark
     from learngene_deploy.errors import ArtifactError
 
-    root = Path(artifact_dir)
-    manifest = verify_artifact(root)
     if manifest.get("compile") is None:
         reasons = "; ".join(s["reason"] for s in manifest.get("skipped", []) if s["stage"] == "compile")
         msg = (
@@ -512,6 +506,52 @@ def bench_artifact(artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3)
             "with `lgdeploy build` on a machine that has the profile's runtime."
         )
         raise ArtifactError(msg)
+
+
+def record_target_benchmark(
+    root: Path, manifest: dict[str, Any], record: dict[str, Any], *, where: str | None = None
+) -> dict[str, Any]:
+    """Append a target measurement to the manifest, let it decide the latency verdict, rewrite the manifest atomically.
+
+    Args:
+        root: the artifact directory.
+        manifest: its verified manifest (updated in place and returned).
+        record: ``{"measured": ISO time, "host": facts of the measuring machine, "stats": LatencyStats dict, ...}``.
+        where: how the verdict's basis names the device (default: the record's host name).
+    """
+    from learngene_deploy.artifact import MANIFEST
+
+    budgets = manifest["profile"]["budgets"]
+    key = f"p{budgets['percentile']}_ms"
+    measured = record["stats"][key]
+    manifest.setdefault("target_benchmarks", []).append(record)
+    manifest["latency"]["measured_ms"] = measured
+    manifest["budgets"]["latency"].update(
+        value_ms=measured,
+        basis=f"measured {key} by `lgdeploy bench` on {where or record['host']['hostname']}",
+        passed=measured <= budgets["latency_ms"],
+    )
+    tmp = root / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(root / MANIFEST)
+    return manifest
+
+
+def bench_artifact(artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3) -> dict[str, Any]:
+    """Benchmark an artifact on this machine (meant to be the target) and record it in the manifest.
+
+    The measurement replaces the prediction in the latency verdict; the manifest is rewritten atomically
+    (it is not part of its own file table, so the artifact still verifies). :mod:`learngene_deploy.remote`
+    does the same on an edge box over SSH or on a phone over adb.
+    """
+    from datetime import datetime, timezone
+
+    from learngene_deploy.artifact import host_facts, verify_artifact
+    from learngene_deploy.bench import benchmark
+
+    root = Path(artifact_dir)
+    manifest = verify_artifact(root)
+    require_compiled(root, manifest)
     _, compiled, _ = _artifact_runner(root, manifest)
     runtime, budgets = manifest["profile"]["runtime"], manifest["profile"]["budgets"]
     stats = benchmark(compiled, threads=runtime["threads"], batch=budgets["batch"], min_runs=runs, rounds=rounds)
@@ -520,16 +560,4 @@ def bench_artifact(artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3)
         "host": host_facts(),
         "stats": stats.to_dict(),
     }
-    key = f"p{budgets['percentile']}_ms"
-    measured = record["stats"][key]
-    manifest.setdefault("target_benchmarks", []).append(record)
-    manifest["latency"]["measured_ms"] = measured
-    manifest["budgets"]["latency"].update(
-        value_ms=measured,
-        basis=f"measured {key} by `lgdeploy bench` on {record['host']['hostname']}",
-        passed=measured <= budgets["latency_ms"],
-    )
-    tmp = root / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(root / MANIFEST)
-    return manifest
+    return record_target_benchmark(root, manifest, record)

@@ -16,13 +16,18 @@ def _fmt(value: Any, spec: str = ".3g", unit: str = "") -> str:
     return "—" if value is None else f"{value:{spec}}{unit}"
 
 
-def selection_svg(selection: Any, budget_ms: float, width: int = 640, height: int = 400) -> str:
-    """Scatter of every candidate (predicted latency, accuracy); Pareto front joined, chosen ringed, budget dashed."""
+def selection_svg(
+    selection: Any, budget_ms: float, measured: tuple[float, str] | None = None, width: int = 640, height: int = 400
+) -> str:
+    """Scatter of every candidate (predicted latency, accuracy); Pareto front joined, chosen ringed, budget dashed.
+
+    ``measured`` is the chosen model's measured latency and where it was measured, drawn as a cross.
+    """
     preds = [p for p in selection.predictions if p.candidate.accuracy is not None]
     if not preds:  # no accuracy table: plot parameters instead
         preds = list(selection.predictions)
     left, right, top, bottom = 64, 16, 28, 48
-    xs = [p.latency_ms for p in preds] + [budget_ms]
+    xs = [p.latency_ms for p in preds] + [budget_ms] + ([measured[0]] if measured else [])
     ys = [p.candidate.accuracy if p.candidate.accuracy is not None else p.params / 1e6 for p in preds]
     x0, x1 = 0.0, max(xs) * 1.05
     y0, y1 = min(ys), max(ys)
@@ -81,6 +86,16 @@ def selection_svg(selection: Any, budget_ms: float, width: int = 640, height: in
         f'<text x="{px(c.latency_ms) + 10:.1f}" y="{py(value(c)) - 8:.1f}">chosen: '
         f"{html.escape(c.candidate.label)}</text>"
     )
+    if measured is not None:
+        mx, my, r = px(measured[0]), py(value(c)), 5
+        parts.append(
+            f'<path d="M{mx - r:.1f},{my - r:.1f} L{mx + r:.1f},{my + r:.1f} M{mx - r:.1f},{my + r:.1f} '
+            f'L{mx + r:.1f},{my - r:.1f}" stroke="#c00" stroke-width="2"/>'
+        )
+        parts.append(
+            f'<text x="{mx + 8:.1f}" y="{my + 14:.1f}" fill="#c00">measured {measured[0]:.3g} ms '
+            f"({html.escape(measured[1])})</text>"
+        )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -91,7 +106,7 @@ def report_markdown(manifest: dict[str, Any]) -> str:
     arch = manifest["architecture"]
     ft = manifest["finetune"]
     lat = manifest["latency"]
-    stats = (manifest.get("benchmark") or {}).get("stats")
+    stats = manifest.get("benchmark") or {}
     lines = [
         f"# lgdeploy artifact: {prof['name']}",
         "",
@@ -127,7 +142,7 @@ def report_markdown(manifest: dict[str, Any]) -> str:
             f"p50 {stats['p50_ms']:.3g} ms, p90 {stats['p90_ms']:.3g} ms, p99 {stats['p99_ms']:.3g} ms, "
             f"{stats['throughput_ips']:.0f} images/s, {stats['runs']} runs × {stats['rounds']} processes, "
             f"{stats['threads'] or 'default'} threads"
-            if stats
+            if stats.get("p50_ms") is not None
             else "not measured"
         ),
         "",
@@ -156,5 +171,8 @@ def report_markdown(manifest: dict[str, Any]) -> str:
 
 
 def write_report(directory: Path, manifest: dict[str, Any], selection: Any) -> None:
-    (directory / PLOT).write_text(selection_svg(selection, manifest["profile"]["budgets"]["latency_ms"]))
+    measured_ms = manifest["latency"]["measured_ms"]
+    where = "target" if manifest["profile"]["host"] else "build machine"
+    measured = (measured_ms, where) if measured_ms is not None else None
+    (directory / PLOT).write_text(selection_svg(selection, manifest["profile"]["budgets"]["latency_ms"], measured))
     (directory / "report.md").write_text(report_markdown(manifest))
