@@ -256,3 +256,34 @@ def test_corrupt_table_is_refused(tmp_path: Path, content: str) -> None:
     path.write_text(content)
     with pytest.raises(ProfileError):
         LatencyTable.load(path)
+
+
+@pytest.mark.slow
+def test_calibrate_writes_a_table_that_select_uses(tmp_path: Path) -> None:
+    """`profiles calibrate` times real compiled models; the profile then predicts from the table."""
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+    from learngene_deploy.learngene.io import save_learngene
+    from learngene_deploy.learngene.ldr import LDRGenerator
+
+    arch = ArchSpec(img_size=16, patch_size=4, in_chans=3, num_classes=10, embed_dim=32, depth=5, num_heads=2)
+    lg = save_learngene(tmp_path / "lg.safetensors", LDRGenerator(arch, 2))
+    table_path = tmp_path / "cpu-host.latency.json"
+    result = CliRunner().invoke(
+        app,
+        ["profiles", "calibrate", "cpu-host", "--out", str(table_path), "-l", str(lg), "--sizes", "4",
+         "--runs", "5", "--rounds", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = LatencyTable.load(table_path)
+    assert len(table.points) == 4 and len({json.dumps(p["arch"]) for p in table.points}) == 4
+    assert all(0 < p["p50_ms"] <= p["p90_ms"] <= p["p99_ms"] for p in table.points)
+    depths = sorted(p["arch"]["depth"] for p in table.points)
+    assert depths[0] == 1 and depths[-1] == 5, "the spread includes the smallest and the largest size"
+    data = yaml.safe_load((shipped_profiles_dir() / "cpu-host.yaml").read_text())
+    data["latency_table"] = table_path.name
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(data))
+    predictor = predictor_for(load_profile(tmp_path / "mine.yaml"))
+    measured = table.points[0]
+    assert predictor.predict(ArchSpec.from_dict(measured["arch"])) == (measured["p90_ms"], "measured")

@@ -139,3 +139,47 @@ def validate(
         )
     if failed:
         raise typer.Exit(code=1)
+
+
+@app.command("calibrate")
+def calibrate(
+    profile: Annotated[str, typer.Argument(help="Shipped profile name or path to a .yaml file.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Latency table file to write (.json).")],
+    learngene: Annotated[
+        str | None, typer.Option("--learngene", "-l", help="Learngene whose sizes are timed (default: shipped).")
+    ] = None,
+    sizes: Annotated[int, typer.Option("--sizes", min=4, help="Distinct sizes to time (spread over FLOPs).")] = 8,
+    runs: Annotated[int, typer.Option("--runs", min=5, help="Timed runs per process.")] = 50,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Fresh processes per size (best is kept).")] = 3,
+) -> None:
+    """Measure this machine (run it on the target) with the profile's runtime and write a latency table."""
+    from pathlib import Path
+
+    from learngene_deploy.cli._console import stderr
+    from learngene_deploy.learngene.io import read_metadata
+    from learngene_deploy.profile import load_profile
+    from learngene_deploy.shipped import resolve_learngene
+    from learngene_deploy.sizing.calibrate import calibrate as run_calibration
+    from learngene_deploy.sizing.candidates import candidates_from_metadata
+
+    p = load_profile(profile)
+    target = Path(out)
+    if not target.parent.is_dir():
+        raise ProfileError(f"cannot write {target}: directory {target.parent} does not exist; create it first.")
+    candidates = candidates_from_metadata(read_metadata(resolve_learngene(learngene)))
+    console = stderr()
+    console.print(f"calibrating {p.name}: {p.runtime.backend} {p.runtime.precision}, threads {p.threads_label}")
+
+    def progress(i: int, total: int, arch, point) -> None:
+        console.print(
+            f"  [{i}/{total}] {arch.name}: p50 {point['p50_ms']:.3g} ms, p90 {point['p90_ms']:.3g} ms, "
+            f"p99 {point['p99_ms']:.3g} ms"
+        )
+
+    table = run_calibration(p, candidates, sizes=sizes, runs=runs, rounds=rounds, progress=progress)
+    table.save(target)
+    err = table.fit_error
+    typer.echo(
+        f"wrote {target}: {len(table.points)} sizes measured, fit error median {100 * err['median_rel']:.1f}%, "
+        f"max {100 * err['max_rel']:.1f}%; add `latency_table: {target.name}` to the profile (path relative to it)."
+    )
