@@ -89,14 +89,15 @@ def _root(
 
 
 def _register() -> None:
+    """Commands in the order of the workflow: build first, then the steps users run on their own."""
     from learngene_deploy.cli import artifacts, build, learngene, matrix, profiles, select, train
 
-    app.add_typer(profiles.app, name="profiles")
-    app.command("select")(select.select_command)
-    app.command("matrix")(matrix.matrix_command)
     app.command("build")(build.build_command)
-    app.command("verify")(artifacts.verify_command)
+    app.command("select")(select.select_command)
     app.command("bench")(artifacts.bench_command)
+    app.command("verify")(artifacts.verify_command)
+    app.command("matrix")(matrix.matrix_command)
+    app.add_typer(profiles.app, name="profiles")
     app.add_typer(train.app, name="train")
     app.add_typer(learngene.app, name="learngene")
 
