@@ -23,7 +23,12 @@ def build_command(
     ] = None,
     data: Annotated[
         str | None,
-        typer.Option("--data", help="Fine-tune data: digits, fashion-mnist, or a directory (default: fashion-mnist)."),
+        typer.Option(
+            "--data",
+            help="Fine-tune data: digits, fashion-mnist, or a directory (ImageFolder with a sub-folder per class, "
+            "the four IDX files, or a Hugging Face save_to_disk directory); default: fashion-mnist if installed, "
+            "else digits.",
+        ),
     ] = None,
     finetune_steps: Annotated[
         int | None,
