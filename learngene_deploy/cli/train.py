@@ -13,6 +13,37 @@ app = typer.Typer(no_args_is_help=True, help="Train learngenes (CPU single proce
 
 LEARNGENE_FILE = "learngene.safetensors"
 
+# Options both methods share: one definition each (defaults stay in the signatures, where they differ).
+Data = Annotated[
+    str,
+    typer.Option(help="digits, fashion-mnist, or a directory (ImageFolder, IDX files, Hugging Face save_to_disk)."),
+]
+Out = Annotated[Path, typer.Option(help="Run directory: learngene.safetensors and checkpoint.pt go here.")]
+ImgSize = Annotated[int, typer.Option(help="Input size in pixels.")]
+PatchSize = Annotated[int, typer.Option(help="Patch size in pixels.")]
+MaxSteps = Annotated[int | None, typer.Option(help="Optimiser steps per stage (overrides --epochs).")]
+BatchSize = Annotated[int, typer.Option(help="Global batch size.")]
+WeightDecay = Annotated[float, typer.Option(help="AdamW weight decay (>= 2-D tensors only).")]
+Warmup = Annotated[float, typer.Option(help="Warm-up fraction of each stage's steps.")]
+Teacher = Annotated[str | None, typer.Option(help="Learngene/model file of lgdeploy, or a timm model name.")]
+TeacherCheckpoint = Annotated[Path | None, typer.Option(help="Local weights of a timm teacher.")]
+Seed = Annotated[int, typer.Option(help="Seed of initialisation, split and data order.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue exactly from OUT/checkpoint.pt.")]
+CkptInterval = Annotated[int, typer.Option(help="Checkpoint every N steps (0: at the end).")]
+StopAfter = Annotated[int | None, typer.Option(help="Stop after this global step (resume later).")]
+TrainLimit = Annotated[int | None, typer.Option(help="Use at most this many training images.")]
+ValLimit = Annotated[int | None, typer.Option(help="Use at most this many validation images.")]
+Device = Annotated[str | None, typer.Option(help="cpu or cuda[:i] (default: cuda when available).")]
+Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
+
+
+def _report(result, out: Path, env) -> None:
+    if env.master:
+        if result.finished:
+            typer.echo(f"wrote {out / LEARNGENE_FILE} ({result.steps} steps, {result.wall_time_s:.1f} s)")
+        else:
+            typer.echo(f"stopped at step {result.steps}/{result.total_steps}; continue with --resume")
+
 
 def parse_stages(text: str | None, genes: int, *, sct: bool) -> list[int]:
     """Cumulative learngene counts of the ICT stages (default 1, 2, 4, ... N); ``[N]`` for SCT."""
@@ -35,10 +66,10 @@ def parse_stages(text: str | None, genes: int, *, sct: bool) -> list[int]:
 
 @app.command("ldr")
 def ldr(
-    data: Annotated[str, typer.Option(help="Built-in dataset (digits, fashion-mnist) or a directory of IDX files.")],
-    out: Annotated[Path, typer.Option(help="Run directory: learngene.safetensors and checkpoint.pt go here.")],
-    img_size: Annotated[int, typer.Option(help="Input size in pixels.")] = 28,
-    patch_size: Annotated[int, typer.Option(help="Patch size in pixels.")] = 4,
+    data: Data,
+    out: Out,
+    img_size: ImgSize = 28,
+    patch_size: PatchSize = 4,
     embed_dim: Annotated[int, typer.Option(help="Token width D.")] = 64,
     depth: Annotated[int, typer.Option(help="Training depth L.")] = 4,
     num_heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
@@ -52,25 +83,25 @@ def ldr(
     offset: Annotated[int | None, typer.Option(help="Index offset: 1 = T_n (paper), 0 = T_(n-1).")] = None,
     position: Annotated[str, typer.Option(help="Layer position: paper (l-1)/L, unit, centered.")] = "paper",
     epochs: Annotated[float, typer.Option(help="Epochs per stage.")] = 1.0,
-    max_steps: Annotated[int | None, typer.Option(help="Steps per stage (overrides --epochs).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Global batch size.")] = 128,
+    max_steps: MaxSteps = None,
+    batch_size: BatchSize = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate per stage.")] = 8e-4,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (>= 2-D tensors).")] = 0.05,
-    warmup: Annotated[float, typer.Option(help="Warm-up fraction of each stage.")] = 0.05,
-    teacher: Annotated[str | None, typer.Option(help="Learngene/model file of lgdeploy, or a timm model name.")] = None,
-    teacher_checkpoint: Annotated[Path | None, typer.Option(help="Local weights of a timm teacher.")] = None,
+    weight_decay: WeightDecay = 0.05,
+    warmup: Warmup = 0.05,
+    teacher: Teacher = None,
+    teacher_checkpoint: TeacherCheckpoint = None,
     temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation, split and data order.")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from OUT/checkpoint.pt.")] = False,
-    ckpt_interval: Annotated[int, typer.Option(help="Checkpoint every N steps (0: at the end).")] = 200,
-    stop_after: Annotated[int | None, typer.Option(help="Stop after this global step (resume later).")] = None,
-    train_limit: Annotated[int | None, typer.Option(help="Use at most this many training images.")] = None,
-    val_limit: Annotated[int | None, typer.Option(help="Use at most this many validation images.")] = None,
+    seed: Seed = 0,
+    resume: Resume = False,
+    ckpt_interval: CkptInterval = 200,
+    stop_after: StopAfter = None,
+    train_limit: TrainLimit = None,
+    val_limit: ValLimit = None,
     table_genes: Annotated[
         str | None, typer.Option(help="Learngene counts in the accuracy table (default: stages).")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu or cuda[:i] (default: cuda when available).")] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    device: Device = None,
+    progress: Progress = True,
 ) -> None:
     """Train LDR learngenes with incremental (ICT, default) or simultaneous (SCT) training and save them."""
     recipe = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items()}
@@ -132,19 +163,15 @@ def ldr(
             recipe=recipe,
             env=env,
         )
-        if env.master:
-            if result.finished:
-                typer.echo(f"wrote {out / LEARNGENE_FILE} ({result.steps} steps, {result.wall_time_s:.1f} s)")
-            else:
-                typer.echo(f"stopped at step {result.steps}/{result.total_steps}; continue with --resume")
+        _report(result, out, env)
 
 
 @app.command("lets")
 def lets(
-    data: Annotated[str, typer.Option(help="Built-in dataset (digits, fashion-mnist) or a directory of IDX files.")],
-    out: Annotated[Path, typer.Option(help="Run directory: learngene.safetensors and checkpoint.pt go here.")],
-    img_size: Annotated[int, typer.Option(help="Input size in pixels.")] = 28,
-    patch_size: Annotated[int, typer.Option(help="Patch size in pixels.")] = 4,
+    data: Data,
+    out: Out,
+    img_size: ImgSize = 28,
+    patch_size: PatchSize = 4,
     head_dim: Annotated[int, typer.Option(help="Channels per attention head (every width is a multiple).")] = 16,
     learngene_depth: Annotated[int, typer.Option(help="Learngene layers L_g (even).")] = 4,
     learngene_dim: Annotated[int, typer.Option(help="Learngene width D_g.")] = 32,
@@ -152,28 +179,28 @@ def lets(
     aux_dim: Annotated[int, typer.Option(help="Aux-Net width (>= D_g).")] = 64,
     tie_rows: Annotated[bool, typer.Option(help="Share G rows between Aux layers 2i and 2i+1 (paper).")] = True,
     epochs: Annotated[float, typer.Option(help="Epochs over the training split.")] = 1.0,
-    max_steps: Annotated[int | None, typer.Option(help="Optimiser steps (overrides --epochs).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Global batch size.")] = 128,
+    max_steps: MaxSteps = None,
+    batch_size: BatchSize = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (>= 2-D tensors, F included).")] = 0.05,
-    warmup: Annotated[float, typer.Option(help="Warm-up fraction of the steps.")] = 0.05,
-    teacher: Annotated[str | None, typer.Option(help="Learngene/model file of lgdeploy, or a timm model name.")] = None,
-    teacher_checkpoint: Annotated[Path | None, typer.Option(help="Local weights of a timm teacher.")] = None,
+    weight_decay: WeightDecay = 0.05,
+    warmup: Warmup = 0.05,
+    teacher: Teacher = None,
+    teacher_checkpoint: TeacherCheckpoint = None,
     temperature: Annotated[float, typer.Option(help="Distillation temperature (pure KD, alpha = 1).")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation, split and data order.")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from OUT/checkpoint.pt.")] = False,
-    ckpt_interval: Annotated[int, typer.Option(help="Checkpoint every N steps (0: at the end).")] = 200,
-    stop_after: Annotated[int | None, typer.Option(help="Stop after this global step (resume later).")] = None,
-    train_limit: Annotated[int | None, typer.Option(help="Use at most this many training images.")] = None,
-    val_limit: Annotated[int | None, typer.Option(help="Use at most this many validation images.")] = None,
+    seed: Seed = 0,
+    resume: Resume = False,
+    ckpt_interval: CkptInterval = 200,
+    stop_after: StopAfter = None,
+    train_limit: TrainLimit = None,
+    val_limit: ValLimit = None,
     table_depths: Annotated[
         str | None, typer.Option(help="Depths in the accuracy table, e.g. 4,6,8 (default: 1..aux depth).")
     ] = None,
     table_widths: Annotated[
         str | None, typer.Option(help="Widths in the accuracy table, e.g. 32,64 (default: every supported width).")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu or cuda[:i] (default: cuda when available).")] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    device: Device = None,
+    progress: Progress = True,
 ) -> None:
     """Train a LeTs learngene (learngene + width matrices F + depth coefficients G) through its Aux-Net and save it.
 
@@ -250,8 +277,4 @@ def lets(
             recipe=recipe,
             env=env,
         )
-        if env.master:
-            if result.finished:
-                typer.echo(f"wrote {out / LEARNGENE_FILE} ({result.steps} steps, {result.wall_time_s:.1f} s)")
-            else:
-                typer.echo(f"stopped at step {result.steps}/{result.total_steps}; continue with --resume")
+        _report(result, out, env)
