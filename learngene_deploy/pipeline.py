@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from learngene_deploy.errors import ConfigError, DataError
+from learngene_deploy.errors import ArtifactError, ConfigError, DataError
 
 Log = Callable[[str, str], None]
 GOLDEN = "golden.npz"  # validation images + PyTorch logits shipped with the artifact, for `lgdeploy verify`
@@ -189,8 +189,6 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
     out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
     # Refuse an existing output before spending minutes on fine-tuning.
     if out_dir.exists() and not opts.force:
-        from learngene_deploy.errors import ArtifactError
-
         msg = f"output directory {out_dir} already exists; pass --force to replace it or choose another --out."
         raise ArtifactError(msg)
 
@@ -222,9 +220,8 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
     if data.in_chans != arch.in_chans:
         msg = f"the data has {data.in_chans} channels but the learngene expects {arch.in_chans}; use matching data."
         raise DataError(msg)
-    recomposed = generator.recompose(**size)
     same_head = data.num_classes == arch.num_classes
-    direct = evaluate(recomposed, data.val) if same_head else None
+    direct = evaluate(generator.recompose(**size), data.val) if same_head else None
     log(
         "recompose",
         f"{arch.name}; direct top-1 {direct:.2%} on {len(data.val)} validation images"
@@ -276,9 +273,10 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
             )
             fp32_tol = Tolerance(max_abs=opts.max_abs, top1_agreement=opts.min_agreement or 1.0)
             reference = torch_stage(model)
+            raw_stage = _onnx_stage(raw.path, rt.threads)
             result = check(
                 reference,
-                _onnx_stage(raw.path, rt.threads),
+                raw_stage,
                 x_val,
                 reference="pytorch",
                 candidate="onnx",
@@ -294,7 +292,7 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
 
             simplified = simplify(raw, writer.path / "model.onnx", tool=opts.simplifier)
             result = check(
-                _onnx_stage(raw.path, rt.threads),
+                raw_stage,
                 _onnx_stage(simplified.path, rt.threads),
                 x_val,
                 reference="onnx",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from learngene_deploy.profile import list_profiles
+from learngene_deploy.shipped import list_shipped_learngenes
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,6 +34,8 @@ def test_wheel_contains_every_shipped_profile(wheel: Path) -> None:
     shipped = {Path(n).stem for n in names if n.startswith("learngene_deploy/_shipped/profiles/")}
     assert shipped == set(list_profiles())
     assert not any(n.startswith(("tests/", "profiles/")) for n in names), "only the package goes into the wheel"
+    learngenes = {Path(n).stem for n in names if n.startswith("learngene_deploy/learngenes/")}
+    assert learngenes == set(list_shipped_learngenes())
 
 
 @pytest.mark.slow
@@ -52,6 +55,8 @@ def test_installed_wheel_works_outside_the_checkout(wheel: Path, tmp_path: Path)
         "print(learngene_deploy.__file__)\n"
         "print(shipped_profiles_dir())\n"
         "print(','.join(list_profiles()))\n"
+        "from learngene_deploy.shipped import default_learngene\n"
+        "print(default_learngene())\n"
         "from learngene_deploy.cli import main\n"
         "sys.argv = ['lgdeploy', 'profiles', 'validate', 'jetson-orin-nano']\n"
         "main()\n"
@@ -63,7 +68,8 @@ def test_installed_wheel_works_outside_the_checkout(wheel: Path, tmp_path: Path)
         [sys.executable, "-s", "-c", code], capture_output=True, text=True, cwd=work, env=env, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    module_file, profiles_dir, names, ok = result.stdout.strip().splitlines()
+    module_file, profiles_dir, names, learngene, ok = result.stdout.strip().splitlines()
+    assert Path(learngene).is_relative_to(site) and learngene.endswith(".safetensors")
     assert Path(module_file).is_relative_to(site)
     assert Path(profiles_dir).is_relative_to(site) and profiles_dir.endswith("_shipped/profiles")
     assert names.split(",") == list_profiles()
