@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -186,6 +187,9 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
     torch.manual_seed(opts.seed)
     profile = resolve_profile(opts.profile, opts.backend, opts.precision)
     rt, budgets = profile.runtime, profile.budgets
+    # On a build machine that is not the target, the target's thread count can exceed this machine's cores
+    # (x86-server: 16); oversubscribed runs would measure contention, not the model. The manifest records the count.
+    threads = rt.threads if profile.host or not rt.threads else min(rt.threads, os.cpu_count() or 1)
     out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
     # Refuse an existing output before spending minutes on fine-tuning.
     if out_dir.exists() and not opts.force:
@@ -273,7 +277,7 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
             )
             fp32_tol = Tolerance(max_abs=opts.max_abs, top1_agreement=opts.min_agreement or 1.0)
             reference = torch_stage(model)
-            raw_stage = _onnx_stage(raw.path, rt.threads)
+            raw_stage = _onnx_stage(raw.path, threads)
             result = check(
                 reference,
                 raw_stage,
@@ -293,7 +297,7 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
             simplified = simplify(raw, writer.path / "model.onnx", tool=opts.simplifier)
             result = check(
                 raw_stage,
-                _onnx_stage(simplified.path, rt.threads),
+                _onnx_stage(simplified.path, threads),
                 x_val,
                 reference="onnx",
                 candidate="onnx-simplified",
@@ -317,7 +321,7 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
                 on_host, host_note = backend.host_variant(compiled)
                 if host_note:
                     log("compile", f"note: {host_note}")
-                runner = backend.load_runner(on_host, threads=rt.threads)
+                runner = backend.load_runner(on_host, threads=threads)
                 tol = TOLERANCES[rt.precision] if rt.precision != "fp32" else fp32_tol
                 if opts.min_agreement is not None:
                     tol = dataclasses.replace(tol, top1_agreement=opts.min_agreement)
@@ -354,7 +358,7 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
 
                 stats = benchmark(
                     on_host,
-                    threads=rt.threads,
+                    threads=threads,
                     batch=budgets.batch,
                     min_runs=opts.bench_runs,
                     min_time_s=opts.bench_min_time_s,
@@ -475,7 +479,8 @@ def recheck_artifact(artifact_dir: str | Path) -> dict[str, Any]:
     golden = np.load(root / manifest["golden"]["file"])
     backend, compiled, name = _artifact_runner(root, manifest)
     on_host, _ = backend.host_variant(compiled)  # verify anywhere, e.g. a GPU-targeted IR on this CPU
-    runner = backend.load_runner(on_host, threads=manifest["profile"]["runtime"]["threads"])
+    threads = manifest["profile"]["runtime"]["threads"]
+    runner = backend.load_runner(on_host, threads=min(threads, os.cpu_count() or 1) if threads else None)
     built = next((c for c in manifest["checks"] if c["candidate"] == name), None)
     tolerance = Tolerance(**built["tolerance"]) if built else TOLERANCES[compiled.precision]
     result = compare(

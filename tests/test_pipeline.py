@@ -208,3 +208,16 @@ def test_openvino_target_device_missing_is_verified_on_cpu(learngene: Path, tmp_
     from learngene_deploy.pipeline import recheck_artifact
 
     assert recheck_artifact(result.out_dir)["passed"]
+
+
+def test_batched_server_profile(learngene: Path, tmp_path: Path) -> None:
+    """x86-server: static batch 8 and 16 threads; this machine measures with at most its own cores."""
+    import os
+
+    manifest = build(_opts(learngene, tmp_path / "server", profile="x86-server")).manifest
+    assert manifest["export"]["simplified"]["input_shape"][0] == 8
+    assert all(c["num_images"] % 8 == 0 for c in manifest["checks"])
+    assert manifest["benchmark"]["batch"] == 8
+    assert manifest["benchmark"]["threads"] <= (os.cpu_count() or 1)
+    assert manifest["profile"]["runtime"]["threads"] == 16
+    assert manifest["budgets"]["latency"]["percentile"] == 99
