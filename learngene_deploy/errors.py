@@ -45,5 +45,9 @@ class BackendUnavailableError(LgdError):
     """A runtime backend is not installed on this machine."""
 
 
+class RemoteError(LgdError):
+    """A remote device cannot be reached, lacks a tool, or its benchmark failed."""
+
+
 class ArtifactError(LgdError):
     """An artifact directory is incomplete, tampered with or cannot be written."""

@@ -26,16 +26,82 @@ def bench_command(
     artifact: Annotated[Path, ARTIFACT],
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs per process (at least).")] = 50,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Fresh processes; the best round is reported.")] = 3,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Benchmark on this edge box over SSH (user@host or an ~/.ssh/config alias)."),
+    ] = None,
+    remote_python: Annotated[
+        str, typer.Option("--remote-python", help="With --host: the Python on the box that has lgdeploy installed.")
+    ] = "python3",
+    remote_dir: Annotated[
+        str, typer.Option("--remote-dir", help="With --host: where the copy goes on the box (relative: remote home).")
+    ] = ".lgdeploy/bench",
+    ssh_option: Annotated[
+        list[str] | None,
+        typer.Option("--ssh-option", help="With --host: extra ssh/scp option KEY=VALUE (repeatable), e.g. Port=2222."),
+    ] = None,
+    keep_remote: Annotated[
+        bool, typer.Option("--keep-remote", help="With --host: leave the copy on the box afterwards.")
+    ] = False,
+    adb: Annotated[
+        str | None,
+        typer.Option("--adb", help="Benchmark on this Android device (adb serial) with onnxruntime_perf_test."),
+    ] = None,
+    perf_test: Annotated[
+        str | None,
+        typer.Option("--perf-test", help="With --adb: path of the onnxruntime_perf_test binary on the device."),
+    ] = None,
 ) -> None:
-    """Benchmark an artifact on this machine (run it on the target device) and record the result in its manifest."""
-    from learngene_deploy.pipeline import bench_artifact
+    """Benchmark an artifact on the target (this machine, --host over SSH, or --adb) and record it in its manifest."""
+    from learngene_deploy.errors import ConfigError
 
-    manifest = bench_artifact(artifact, runs=runs, rounds=rounds)
+    if host is not None and adb is not None:
+        msg = "--host and --adb name two different targets; pass one of them (or neither to benchmark here)."
+        raise ConfigError(msg)
+    ssh_only = {
+        "--remote-python": remote_python != "python3",
+        "--remote-dir": remote_dir != ".lgdeploy/bench",
+        "--ssh-option": bool(ssh_option),
+        "--keep-remote": keep_remote,
+    }
+    given = [name for name, set_ in ssh_only.items() if set_]
+    if given and host is None:
+        raise ConfigError(f"{', '.join(given)} only apply with --host; add --host user@host or drop them.")
+    if perf_test is not None and adb is None:
+        raise ConfigError("--perf-test only applies with --adb; add --adb SERIAL or drop it.")
+    where = "on this machine"
+    if host is not None:
+        from learngene_deploy.remote import bench_over_ssh
+
+        manifest = bench_over_ssh(
+            artifact,
+            host,
+            runs=runs,
+            rounds=rounds,
+            remote_python=remote_python,
+            remote_dir=remote_dir,
+            ssh_options=ssh_option or (),
+            keep_remote=keep_remote,
+            log=lambda line: typer.echo(line, err=True),
+        )
+        where = f"on {host}"
+    elif adb is not None:
+        from learngene_deploy.remote import bench_over_adb
+
+        manifest = bench_over_adb(
+            artifact, adb, perf_test=perf_test, runs=runs, rounds=rounds, log=lambda line: typer.echo(line, err=True)
+        )
+        where = f"on {manifest['target_benchmarks'][-1]['host']['hostname']}"
+    else:
+        from learngene_deploy.pipeline import bench_artifact
+
+        manifest = bench_artifact(artifact, runs=runs, rounds=rounds)
     stats = manifest["target_benchmarks"][-1]["stats"]
     verdict = manifest["budgets"]["latency"]
+    throughput = f"{stats['throughput_ips']:.0f} images/s" if stats.get("throughput_ips") else "throughput unknown"
     typer.echo(
-        f"{artifact}: p50 {stats['p50_ms']:.3g} ms, p90 {stats['p90_ms']:.3g} ms, p99 {stats['p99_ms']:.3g} ms, "
-        f"{stats['throughput_ips']:.0f} images/s ({stats['runs']} runs, {stats['rounds']} processes); latency budget "
-        f"{verdict['budget_ms']:g} ms p{verdict['percentile']}: {'pass' if verdict['passed'] else 'MISSED'} "
+        f"{artifact} ({where}): p50 {stats['p50_ms']:.3g} ms, p90 {stats['p90_ms']:.3g} ms, "
+        f"p99 {stats['p99_ms']:.3g} ms, {throughput} ({stats['runs']} runs, {stats['rounds']} processes); latency "
+        f"budget {verdict['budget_ms']:g} ms p{verdict['percentile']}: {'pass' if verdict['passed'] else 'MISSED'} "
         f"(was predicted {manifest['latency']['predicted_ms']:.3g} ms)"
     )
