@@ -7,8 +7,9 @@
    the budget and uses at least 75% of it.
 
 Latency does not depend on weight values, so the learngene's sizes are timed as random-weight models.
-Uses the shipped LeTs learngene when there is one (depths x widths give a fine size grid), else a random one
-of the same shape. Prints tables and writes JSON.
+`--shape shipped` (default) times the shipped LeTs learngene's sizes (depths x widths give a fine grid;
+sub-millisecond models); `--shape vit-small` times a random LeTs learngene with ViT-Ti/S-like widths (1-15 ms).
+Prints tables and writes JSON.
 
     python benchmarks/latency_prediction.py [--quick] [--out benchmarks/results/latency_prediction.json]
 """
@@ -31,23 +32,31 @@ from learngene_deploy.sizing.candidates import candidates_from_metadata
 from learngene_deploy.sizing.latency import RooflinePredictor, TablePredictor
 from learngene_deploy.sizing.select import select
 
+# Random LeTs learngenes whose sizes span realistic latencies (weights do not change latency).
+SHAPES = {
+    # like the shipped learngene (28 px, patch 7: 16 tokens; sub-millisecond models)
+    "shipped": dict(img_size=28, patch_size=7, head_dim=16, learngene_depth=4, learngene_dim=48, aux_depth=8,
+                    aux_dim=96),
+    # ViT-Ti/S-like widths at 32 px, patch 4 (64 tokens): 1-15 ms models on 2 cores
+    "vit-small": dict(img_size=32, patch_size=4, head_dim=32, learngene_depth=6, learngene_dim=96, aux_depth=12,
+                      aux_dim=192),
+}  # fmt: skip
 
-def learngene_metadata(workdir: Path) -> dict:
+
+def learngene_metadata(workdir: Path, shape: str) -> dict:
     shipped = list_shipped_learngenes()
-    if "lets-fashion-mnist" in shipped:
+    if shape == "shipped" and "lets-fashion-mnist" in shipped:
         return read_metadata(shipped["lets-fashion-mnist"])
     from learngene_deploy.learngene.lets import LeTsGenerator
 
-    generator = LeTsGenerator(
-        img_size=28, patch_size=4, num_classes=10, head_dim=16, learngene_depth=4, learngene_dim=64,
-        aux_depth=8, aux_dim=128,
-    )  # fmt: skip
+    generator = LeTsGenerator(num_classes=10, **SHAPES[shape])
     return read_metadata(save_learngene(workdir / "lets.safetensors", generator))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runtimes", nargs="+", default=["onnxruntime", "openvino"])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="shipped", help="which learngene's sizes to time")
     parser.add_argument("--calibration-sizes", type=int, default=8)
     parser.add_argument("--eval-sizes", type=int, default=12)
     parser.add_argument("--runs", type=int, default=100)
@@ -58,10 +67,10 @@ def main() -> None:
     if args.quick:
         args.runs, args.rounds, args.calibration_sizes, args.eval_sizes = 30, 1, 6, 10
     workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-latbench-"))
-    meta = learngene_metadata(workdir)
+    meta = learngene_metadata(workdir, args.shape)
     candidates = candidates_from_metadata(meta)
     print(f"learngene: {meta['method']}, {len(candidates)} candidate sizes; load: {Path('/proc/loadavg').read_text()}")
-    results: dict = {"learngene_method": meta["method"], "runtimes": {}}
+    results: dict = {"learngene_method": meta["method"], "shape": args.shape, "runtimes": {}}
     start = time.time()
     for runtime in args.runtimes:
         profile = resolve_profile("cpu-host", runtime, None)

@@ -221,3 +221,19 @@ def test_batched_server_profile(learngene: Path, tmp_path: Path) -> None:
     assert manifest["benchmark"]["threads"] <= (os.cpu_count() or 1)
     assert manifest["profile"]["runtime"]["threads"] == 16
     assert manifest["budgets"]["latency"]["percentile"] == 99
+
+
+def test_cli_gate_failure_is_one_sentence_and_leaves_nothing(learngene: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+
+    out = tmp_path / "out"
+    argv = ["build", "-p", "cpu-host", "-l", str(learngene), "--data", "digits", "--finetune-steps", "1",
+            "--out", str(out), "--max-abs-diff", "1e-12"]  # fmt: skip
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert "onnx does not match pytorch" in line and "max abs diff" in line
+    assert "Traceback" not in result.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []

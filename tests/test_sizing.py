@@ -195,19 +195,19 @@ def _synthetic_points(coef: list[float], batch: int = 1) -> list[tuple[ArchSpec,
 
 
 def test_fit_recovers_known_coefficients() -> None:
-    truth = [0.3, 9.0, 20.0, 0.002]
+    truth = [0.3, 0.05, 9.0, 20.0, 0.002]
     coef, err = fit(_synthetic_points(truth), batch=1)
     assert [coef[k] for k in FEATURES] == pytest.approx(truth, rel=1e-4)
     assert err["max_rel"] < 1e-6
 
 
 def test_fit_needs_enough_points() -> None:
-    with pytest.raises(ProfileError, match="at least 4"):
-        fit(_synthetic_points([1, 1, 1, 1])[:3], batch=1)
+    with pytest.raises(ProfileError, match="at least 5"):
+        fit(_synthetic_points([1, 1, 1, 1, 1])[:4], batch=1)
 
 
 def _table(tmp_path: Path, **overrides) -> Path:
-    points = _synthetic_points([0.3, 9.0, 20.0, 0.002])
+    points = _synthetic_points([0.3, 0.05, 9.0, 20.0, 0.002])
     coef, err = fit(points, batch=1)
     table = LatencyTable(
         profile="cpu-host",
@@ -235,7 +235,7 @@ def test_profile_with_table_uses_measurement_then_fit(tmp_path: Path) -> None:
     assert predictor.predict(measured_arch) == (123.0, "measured")
     other = measured_arch.replace(depth=5)
     value, source = predictor.predict(other)
-    expected = sum(c * f for c, f in zip([0.3, 9.0, 20.0, 0.002], features(other, 1), strict=True))
+    expected = sum(c * f for c, f in zip([0.3, 0.05, 9.0, 20.0, 0.002], features(other, 1), strict=True))
     assert source == "fit" and value == pytest.approx(expected, rel=1e-4)
 
 
@@ -272,12 +272,12 @@ def test_calibrate_writes_a_table_that_select_uses(tmp_path: Path) -> None:
     table_path = tmp_path / "cpu-host.latency.json"
     result = CliRunner().invoke(
         app,
-        ["profiles", "calibrate", "cpu-host", "--out", str(table_path), "-l", str(lg), "--sizes", "4",
+        ["profiles", "calibrate", "cpu-host", "--out", str(table_path), "-l", str(lg), "--sizes", "5",
          "--runs", "5", "--rounds", "1"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     table = LatencyTable.load(table_path)
-    assert len(table.points) == 4 and len({json.dumps(p["arch"]) for p in table.points}) == 4
+    assert len(table.points) == 5 and len({json.dumps(p["arch"]) for p in table.points}) == 5
     assert all(0 < p["p50_ms"] <= p["p90_ms"] <= p["p99_ms"] for p in table.points)
     depths = sorted(p["arch"]["depth"] for p in table.points)
     assert depths[0] == 1 and depths[-1] == 5, "the spread includes the smallest and the largest size"

@@ -58,6 +58,15 @@ def build_command(
     exporter: Annotated[str, typer.Option("--exporter", help="ONNX exporter: dynamo or legacy.")] = "dynamo",
     simplifier: Annotated[str, typer.Option("--simplifier", help="onnxsim or onnxslim.")] = "onnxsim",
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Export with a dynamic batch axis.")] = False,
+    max_abs_diff: Annotated[
+        float, typer.Option("--max-abs-diff", min=0.0, help="fp32 gates: largest allowed logit difference.")
+    ] = 1e-4,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(
+            "--min-agreement", min=0.0, max=1.0, help="Top-1 agreement every gate needs (default per precision)."
+        ),
+    ] = None,
     max_int8_drop: Annotated[
         float, typer.Option("--max-int8-drop", min=0.0, help="INT8 gate: allowed top-1 drop vs fp32, points.")
     ] = 1.0,
@@ -108,6 +117,8 @@ def build_command(
                 exporter=exporter,  # type: ignore[arg-type]
                 simplifier=simplifier,  # type: ignore[arg-type]
                 dynamic_batch=dynamic_batch,
+                max_abs=max_abs_diff,
+                min_agreement=min_agreement,
                 max_int8_drop=max_int8_drop,
                 seed=seed,
             ),

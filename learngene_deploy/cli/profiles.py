@@ -148,7 +148,7 @@ def calibrate(
     learngene: Annotated[
         str | None, typer.Option("--learngene", "-l", help="Learngene whose sizes are timed (default: shipped).")
     ] = None,
-    sizes: Annotated[int, typer.Option("--sizes", min=4, help="Distinct sizes to time (spread over FLOPs).")] = 8,
+    sizes: Annotated[int, typer.Option("--sizes", min=5, help="Distinct sizes to time (spread over FLOPs).")] = 8,
     runs: Annotated[int, typer.Option("--runs", min=5, help="Timed runs per process.")] = 50,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Fresh processes per size (best is kept).")] = 3,
 ) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.sizing.latency import LatencyTable, fit
+from learngene_deploy.sizing.latency import FEATURES, LatencyTable, fit
 from learngene_deploy.sizing.select import Candidate
 
 
@@ -89,13 +89,13 @@ def calibrate(
     Args:
         profile: the device profile (its runtime, precision, threads, batch and percentile are used).
         candidates: sizes the learngene offers.
-        sizes: how many distinct architectures to time (at least 4, the number of fitted coefficients).
+        sizes: how many distinct architectures to time (at least the number of fitted coefficients, 5).
         runs: timed runs per process; rounds: fresh processes per size (the best round is kept).
         progress: called after each size with (index, total, arch, point).
     """
     from learngene_deploy.artifact import host_facts
 
-    archs = spread(candidates, max(sizes, 4))
+    archs = spread(candidates, max(sizes, len(FEATURES)))
     percentile = profile.budgets.percentile
     key = f"p{percentile}_ms" if percentile in (50, 90, 99) else "p99_ms"  # p95 is fitted on p99 (conservative)
     workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-calibrate-"))

@@ -7,10 +7,11 @@ per-device factor; it is a guess until the device is calibrated.
 Measured table (``lgdeploy profiles calibrate``): latencies of a spread of sizes timed on the device with the
 profile's own runtime, plus a per-device model fitted to them,
 
-    t = c0 + c_lin · linear FLOPs + c_att · attention FLOPs + c_act · activation traffic,
+    t = c0 + c_blk · blocks + c_lin · linear FLOPs + c_att · attention FLOPs + c_act · activation traffic,
 
 with non-negative coefficients fitted by relative least squares, so every term has a physical reading
-(fixed overhead, matmul time, attention time, memory-bound ops). A size that was measured uses its measurement;
+(fixed overhead per inference, dispatch overhead per block — it dominates sub-millisecond models —,
+matmul time, attention time, memory-bound ops). A size that was measured uses its measurement;
 any other size uses the fit.
 """
 
@@ -29,7 +30,7 @@ from learngene_deploy.sizing import cost as costs
 TABLE_FORMAT = "lgdeploy-latency-table"
 TABLE_VERSION = 1
 TAIL_FACTOR = {50: 1.0, 90: 1.1, 95: 1.15, 99: 1.3}
-FEATURES = ("const", "linear_gflop", "attention_gflop", "activation_melem")
+FEATURES = ("const", "blocks", "linear_gflop", "attention_gflop", "activation_melem")
 
 
 class LatencyPredictor(Protocol):
@@ -43,7 +44,7 @@ class LatencyPredictor(Protocol):
 def features(arch: ArchSpec, batch: int) -> list[float]:
     """Regressors of the per-device latency model (see module docstring)."""
     linear, attention = costs.flops(arch, batch)
-    return [1.0, linear / 1e9, attention / 1e9, costs.activation_traffic_elements(arch, batch) / 1e6]
+    return [1.0, float(arch.depth), linear / 1e9, attention / 1e9, costs.activation_traffic_elements(arch, batch) / 1e6]
 
 
 @dataclass(frozen=True)
