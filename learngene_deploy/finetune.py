@@ -13,7 +13,6 @@ Fine-tuned models are saved as ``.safetensors`` with their architecture in the m
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from learngene_deploy._fs import atomic_path
 from learngene_deploy.data import DataSplits
 from learngene_deploy.errors import ConfigError, LearngeneError
 from learngene_deploy.learngene.base import WeightGenerator
@@ -104,12 +104,10 @@ def save_model(path: str | Path, model: nn.Module, arch: ArchSpec, info: dict[st
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     header = {"format": MODEL_FORMAT, "arch": json.dumps(arch.to_dict()), "info": json.dumps(info or {})}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=header)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from learngene_deploy._fs import atomic_path
 from learngene_deploy.errors import ArtifactError, ConfigError, DataError
 
 Log = Callable[[str, str], None]
@@ -534,9 +535,8 @@ def record_target_benchmark(
         basis=f"measured {key} by `lgdeploy bench` on {where or record['host']['hostname']}",
         passed=measured <= budgets["latency_ms"],
     )
-    tmp = root / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(root / MANIFEST)
+    with atomic_path(root / MANIFEST) as tmp:  # a failed rewrite leaves no stray file in the artifact
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

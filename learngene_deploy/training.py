@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler, TensorDataset, default_collate
 
+from learngene_deploy._fs import atomic_path
 from learngene_deploy.data import DataSplits
 from learngene_deploy.errors import ConfigError
 from learngene_deploy.learngene.base import WeightGenerator, skeleton_forward
@@ -199,10 +200,8 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

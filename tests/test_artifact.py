@@ -144,3 +144,18 @@ def test_tool_versions_import_nothing(tmp_path: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False"
+
+
+def test_atomic_path_replaces_on_success_and_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    from learngene_deploy._fs import atomic_path
+
+    target = tmp_path / "sub" / "manifest.json"
+    with atomic_path(target) as tmp:
+        tmp.write_text("one")
+        assert not target.exists(), "the final name appears only when the write is complete"
+    assert target.read_text() == "one"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("write failed")
+    assert target.read_text() == "one"
+    assert [p.name for p in target.parent.iterdir()] == ["manifest.json"], "no temporary file is left behind"

@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from learngene_deploy._fs import atomic_path
 from learngene_deploy._version import __version__
 from learngene_deploy.errors import LearngeneError
 from learngene_deploy.learngene.base import WeightGenerator
@@ -104,10 +104,8 @@ def save_learngene(
         "toolkit_version": __version__,
     }
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "learngene": json.dumps(meta)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=header)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 

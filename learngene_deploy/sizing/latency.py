@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from learngene_deploy._fs import atomic_path
 from learngene_deploy.errors import ProfileError
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.sizing import cost as costs
@@ -115,9 +116,8 @@ class LatencyTable:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
     @classmethod

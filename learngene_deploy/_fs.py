@@ -1,0 +1,29 @@
+"""Small filesystem helpers shared by every module that writes files (no heavy imports)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a hidden temporary path beside ``path``; on success it replaces ``path`` in one rename.
+
+    Readers never see a half-written file, and a failed write leaves neither a partial ``path`` nor the
+    temporary file behind.
+
+    Example:
+        >>> with atomic_path("table.json") as tmp:  # doctest: +SKIP
+        ...     tmp.write_text("{}")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
