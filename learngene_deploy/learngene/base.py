@@ -55,9 +55,8 @@ class WeightGenerator(nn.Module, ABC):
         """A plain timm VisionTransformer of the requested size, initialised from the learngene."""
         arch, params = self.generate(**size)
         model = build_vit(arch)
-        with torch.no_grad():
-            missing, unexpected = model.load_state_dict({k: v.detach().clone() for k, v in params.items()}, strict=True)
-        del missing, unexpected
+        with torch.no_grad():  # load_state_dict copies into the model's own tensors; strict raises on any mismatch
+            model.load_state_dict({k: v.detach() for k, v in params.items()}, strict=True)
         return model
 
 
