@@ -104,6 +104,15 @@ def _numpy_split(dataset: Any, limit: int) -> tuple[Any, Any]:
     return images[:limit].contiguous().numpy(), labels[:limit].numpy()
 
 
+def local_threads(threads: int | None) -> int | None:
+    """A target's thread count as this machine runs it: at most its cores.
+
+    The target's count can exceed the build machine's cores (x86-server: 16 on a 2-core CI box); oversubscribed
+    runs would measure contention, not the model. Manifests record the count actually used.
+    """
+    return min(threads, os.cpu_count() or 1) if threads else threads
+
+
 def _onnx_stage(path: Path, threads: int | None) -> Any:
     """An ONNX Runtime fp32 runner for an ONNX file (used to verify the export and the simplifier)."""
     from learngene_deploy.backends import get_backend
@@ -188,9 +197,7 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
     torch.manual_seed(opts.seed)
     profile = resolve_profile(opts.profile, opts.backend, opts.precision)
     rt, budgets = profile.runtime, profile.budgets
-    # On a build machine that is not the target, the target's thread count can exceed this machine's cores
-    # (x86-server: 16); oversubscribed runs would measure contention, not the model. The manifest records the count.
-    threads = rt.threads if profile.host or not rt.threads else min(rt.threads, os.cpu_count() or 1)
+    threads = rt.threads if profile.host else local_threads(rt.threads)
     out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
     # Refuse an existing output before spending minutes on fine-tuning.
     if out_dir.exists() and not opts.force:
@@ -480,8 +487,7 @@ def recheck_artifact(artifact_dir: str | Path) -> dict[str, Any]:
     golden = np.load(root / manifest["golden"]["file"])
     backend, compiled, name = _artifact_runner(root, manifest)
     on_host, _ = backend.host_variant(compiled)  # verify anywhere, e.g. a GPU-targeted IR on this CPU
-    threads = manifest["profile"]["runtime"]["threads"]
-    runner = backend.load_runner(on_host, threads=min(threads, os.cpu_count() or 1) if threads else None)
+    runner = backend.load_runner(on_host, threads=local_threads(manifest["profile"]["runtime"]["threads"]))
     built = next((c for c in manifest["checks"] if c["candidate"] == name), None)
     tolerance = Tolerance(**built["tolerance"]) if built else TOLERANCES[compiled.precision]
     result = compare(
