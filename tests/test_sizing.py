@@ -250,6 +250,34 @@ def test_table_for_other_settings_is_refused(tmp_path: Path) -> None:
         predictor_for(load_profile(tmp_path / "p.yaml"))
 
 
+def test_table_margin_guards_the_latency_budget(tmp_path: Path) -> None:
+    """A size measured just under the budget fits without a guard band and is refused with one."""
+    table = LatencyTable.load(_table(tmp_path, margin=0.2))
+    assert table.margin == 0.2, "the margin survives save/load"
+    measured_arch = ArchSpec.from_dict(table.points[0]["arch"])
+    profile = load_profile("cpu-host")
+    profile = dataclasses.replace(
+        profile, budgets=dataclasses.replace(profile.budgets, latency_ms=130.0, memory_mb=1e6, model_size_mb=1e6)
+    )
+    cand = [Candidate({"depth": measured_arch.depth}, measured_arch, 0.9)]
+    loose = TablePredictor(dataclasses.replace(table, margin=0.0), 90)
+    assert select(cand, profile, predictor=loose).chosen.fits  # 123 ms <= 130 ms
+    with pytest.raises(SelectionError, match=r"latency 123 ms \(\+20% margin\) > 130 ms"):
+        select(cand, profile, predictor=TablePredictor(table, 90))  # 123 x 1.2 > 130
+    roomy = dataclasses.replace(profile, budgets=dataclasses.replace(profile.budgets, latency_ms=150.0))
+    sel = select(cand, roomy, predictor=TablePredictor(table, 90))
+    assert sel.chosen.latency_margin == 0.2 and any("20% guard band" in n for n in sel.notes)
+    assert sel.to_dict()["chosen"]["latency_margin"] == 0.2
+
+
+def test_guard_band_adds_round_spread_and_fit_error() -> None:
+    from learngene_deploy.sizing.calibrate import guard_band
+
+    points = [{"spread": s} for s in (0.02, 0.10, 0.30)]
+    assert guard_band(points, {"median_rel": 0.05}) == pytest.approx(0.15)
+    assert guard_band([{}], {}) == 0.0
+
+
 @pytest.mark.parametrize("content", ["not json", '{"format": "other"}', '{"format": "lgdeploy-latency-table"}'])
 def test_corrupt_table_is_refused(tmp_path: Path, content: str) -> None:
     path = tmp_path / "t.json"
@@ -287,3 +315,5 @@ def test_calibrate_writes_a_table_that_select_uses(tmp_path: Path) -> None:
     predictor = predictor_for(load_profile(tmp_path / "mine.yaml"))
     measured = table.points[0]
     assert predictor.predict(ArchSpec.from_dict(measured["arch"])) == (measured["p90_ms"], "measured")
+    assert all(len(p["round_p50_ms"]) == 1 and p["spread"] == 0.0 for p in table.points), "one round: no spread"
+    assert table.margin == pytest.approx(table.fit_error["median_rel"], abs=1e-4)

@@ -71,6 +71,9 @@ def measure(
         "mean_ms": stats.mean_ms,
         "runs": stats.runs,
         "rounds": stats.rounds,
+        "round_p50_ms": list(stats.round_p50_ms),
+        # process-to-process spread: how far the slowest round is above the best one (a re-measurement's noise)
+        "spread": max(stats.round_p50_ms) / min(stats.round_p50_ms) - 1 if stats.round_p50_ms else 0.0,
     }
 
 
@@ -109,6 +112,7 @@ def calibrate(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     coef, error = fit([(ArchSpec.from_dict(p["arch"]), p[key]) for p in points], batch=profile.budgets.batch)
+    margin = guard_band(points, error)
     return LatencyTable(
         profile=profile.name,
         backend=profile.runtime.backend,
@@ -121,4 +125,20 @@ def calibrate(
         host=host_facts(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         fit_error=error,
+        margin=margin,
     )
+
+
+def guard_band(points: list[dict[str, Any]], fit_error: dict[str, float]) -> float:
+    """Relative latency margin that selection keeps below the budget.
+
+    The sum of the median process-to-process spread of the calibration points (how much a later measurement of
+    the very same model typically differs from the best round recorded) and the fit's median relative error on
+    its own points (how far the per-device model typically misses). Selecting at ``predicted x (1 + margin) <=
+    budget`` makes a chosen model that lands at its typical error still meet the budget.
+    """
+    import statistics
+
+    spreads = [float(p["spread"]) for p in points if "spread" in p]
+    noise = statistics.median(spreads) if spreads else 0.0
+    return round(noise + float(fit_error.get("median_rel", 0.0)), 4)

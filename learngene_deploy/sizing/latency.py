@@ -36,6 +36,7 @@ FEATURES = ("const", "blocks", "linear_gflop", "attention_gflop", "activation_me
 
 class LatencyPredictor(Protocol):
     kind: str
+    margin: float  # relative guard band: a candidate fits when predicted x (1 + margin) <= the budget
 
     def predict(self, arch: ArchSpec) -> tuple[float, str]:
         """(latency in ms at the profile's percentile, where the number comes from)."""
@@ -60,6 +61,7 @@ class RooflinePredictor:
     backend: str
     percentile: int
     kind: str = "roofline"
+    margin: float = 0.0  # the roofline's error is not known per device; calibrate to get a measured margin
 
     @classmethod
     def for_profile(cls, profile: Any) -> RooflinePredictor:
@@ -96,6 +98,7 @@ class LatencyTable:
     host: dict[str, Any] = field(default_factory=dict)  # machine the table was measured on
     created: str = ""
     fit_error: dict[str, float] = field(default_factory=dict)  # relative error of the fit on its own points
+    margin: float = 0.0  # relative guard band kept below latency budgets (calibrate.guard_band)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +114,7 @@ class LatencyTable:
             "host": self.host,
             "coef": self.coef,
             "fit_error": self.fit_error,
+            "margin": self.margin,
             "points": self.points,
         }
 
@@ -150,6 +154,7 @@ class LatencyTable:
                 host=dict(data.get("host", {})),
                 created=str(data.get("created", "")),
                 fit_error=dict(data.get("fit_error", {})),
+                margin=float(data.get("margin", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as e:
             msg = (
@@ -193,6 +198,10 @@ class TablePredictor:
     table: LatencyTable
     percentile: int
     kind: str = "table"
+
+    @property
+    def margin(self) -> float:
+        return self.table.margin
 
     def predict(self, arch: ArchSpec) -> tuple[float, str]:
         key = f"p{self.percentile}_ms"

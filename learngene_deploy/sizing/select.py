@@ -40,6 +40,7 @@ class Prediction:
     memory_mb: float
     latency_ms: float
     latency_source: str  # "roofline" | "measured" | "fit"
+    latency_margin: float  # guard band applied in the latency check (0 for the roofline)
     misses: tuple[str, ...]  # budgets it misses, as short phrases
     overshoot: float  # largest predicted/budget ratio over all budgets (<= 1 when it fits)
     pareto: bool = False  # on the accuracy/latency Pareto front among all candidates
@@ -59,6 +60,7 @@ class Prediction:
             "memory_mb": self.memory_mb,
             "latency_ms": self.latency_ms,
             "latency_source": self.latency_source,
+            "latency_margin": self.latency_margin,
             "accuracy": c.accuracy,
             "fits": self.fits,
             "misses": list(self.misses),
@@ -94,8 +96,11 @@ def predict(candidate: Candidate, profile: Any, predictor: LatencyPredictor) -> 
         arch = arch.replace(img_size=b.input_size)
     c = costs.estimate(arch, batch=b.batch, precision=rt.precision, backend=rt.backend)
     latency, source = predictor.predict(arch)
+    margin = max(0.0, float(getattr(predictor, "margin", 0.0)))
+    guarded = latency * (1 + margin)
+    band = f" (+{margin:.0%} margin)" if margin else ""
     checks = [
-        ("latency", latency, b.latency_ms, f"latency {latency:.3g} ms > {b.latency_ms:g} ms p{b.percentile}"),
+        ("latency", guarded, b.latency_ms, f"latency {latency:.3g} ms{band} > {b.latency_ms:g} ms p{b.percentile}"),
         ("memory", c.memory_mb, b.memory_mb, f"memory {c.memory_mb:.3g} MB > {b.memory_mb:g} MB"),
         ("size", c.weight_mb, b.model_size_mb, f"model size {c.weight_mb:.3g} MB > {b.model_size_mb:g} MB"),
     ]
@@ -107,6 +112,7 @@ def predict(candidate: Candidate, profile: Any, predictor: LatencyPredictor) -> 
         memory_mb=c.memory_mb,
         latency_ms=latency,
         latency_source=source,
+        latency_margin=margin,
         misses=tuple(text for _, value, budget, text in checks if value > budget),
         overshoot=max(value / budget for _, value, budget, _ in checks),
     )
@@ -155,6 +161,11 @@ def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredi
     notes = []
     if chosen.candidate.accuracy is None:
         notes.append("the learngene has no accuracy table: the largest fitting size was chosen")
+    if getattr(predictor, "margin", 0.0):
+        notes.append(
+            f"latency must fit with a {predictor.margin:.0%} guard band (the calibration's measured spread plus "
+            "the fit's median error)"
+        )
     if predictor.kind == "roofline":
         notes.append(
             "latency is a roofline estimate from the profile's device facts; "
