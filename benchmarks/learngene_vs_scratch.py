@@ -1,0 +1,255 @@
+"""Learngene initialisation vs training from scratch, per Des-Net size, and what a family of sizes costs.
+
+For every size: the Des-Net recomposed from the learngene is evaluated directly (0 epochs) and after 1 epoch of
+fine-tuning; the same architecture with timm's default initialisation is trained from scratch with a 1-epoch
+schedule and with a 10-epoch schedule (evaluated after every epoch). All runs share one recipe (AdamW, cosine
+with 5% warm-up, the same lr, batch, seed and data order), so the only difference is the initialisation.
+
+Then the cost of producing models for all the sizes (issue #8, item 5): training compute in FLOPs
+(3 x forward FLOPs per training image: forward + backward) for "learngene once + one short fine-tune per size"
+against "one scratch training per size until it reaches the fine-tuned model's accuracy", and the parameters stored.
+
+    python benchmarks/learngene_vs_scratch.py                     # Fashion-MNIST, 6 sizes, 60k/10k images
+    python benchmarks/learngene_vs_scratch.py --data digits       # transfer: Fashion-MNIST learngene -> digits
+    python benchmarks/learngene_vs_scratch.py --quick             # 5k/2k images, 3 sizes (minutes on 2 cores)
+
+On a dataset other than the learngene's, the classifier head is re-initialised for both arms (transfer). Prints the
+tables and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from learngene_deploy.data import load_data
+from learngene_deploy.learngene.io import load_learngene, read_metadata
+from learngene_deploy.models.vit import ArchSpec, build_vit
+from learngene_deploy.shipped import resolve_learngene
+from learngene_deploy.sizing.cost import count_params, flops
+from learngene_deploy.training import TrainConfig, evaluate, train
+
+FULL_SIZES = "2x48,4x48,4x64,6x64,6x80,8x96"
+QUICK_SIZES = "2x48,4x64,8x96"
+
+
+def parse_sizes(text: str, method: str) -> list[dict[str, int]]:
+    second = "width" if method == "lets" else "genes"
+    sizes = []
+    for item in text.split(","):
+        depth, other = item.lower().split("x")
+        sizes.append({"depth": int(depth), second: int(other)})
+    return sizes
+
+
+def label(size: dict[str, int]) -> str:
+    return "x".join(str(v) for v in size.values())
+
+
+def train_flops(arch: ArchSpec) -> float:
+    """Training FLOPs per image: forward plus backward (about twice the forward)."""
+    return 3 * flops(arch)[0]
+
+
+def run_size(gen, size, data, cfg: TrainConfig, epochs: int, transfer: bool, work: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    arch, _ = gen.generate(**size)
+    if transfer or arch.num_classes != data.num_classes:
+        arch = arch.replace(num_classes=data.num_classes)
+    row: dict[str, Any] = {"size": size, "arch": arch.to_dict(), "params": count_params(arch).total}
+    row["train_gflops_per_image"] = train_flops(arch) / 1e9
+
+    # learngene initialisation: direct, then one epoch of fine-tuning
+    torch.manual_seed(cfg.seed)
+    model = gen.recompose(**size)
+    if transfer or model.num_classes != data.num_classes:
+        model.reset_classifier(data.num_classes)  # a fresh head; the learngene's head belongs to its own dataset
+    row["learngene_0ep"] = evaluate(model, data.val)
+    start = time.perf_counter()
+    res = train(model, data, replace(cfg, epochs=1.0, out=None))
+    row["learngene_1ep"] = evaluate(model, data.val)
+    row["learngene_1ep_s"] = round(time.perf_counter() - start, 1)
+    row["steps_per_epoch"] = res.steps
+
+    # scratch: a dedicated 1-epoch schedule ...
+    torch.manual_seed(cfg.seed)
+    model = build_vit(arch)
+    start = time.perf_counter()
+    train(model, data, replace(cfg, epochs=1.0, out=None))
+    row["scratch_1ep"] = evaluate(model, data.val)
+    row["scratch_1ep_s"] = round(time.perf_counter() - start, 1)
+
+    # ... and a 10-epoch schedule, evaluated after every epoch (stop, evaluate, resume from the checkpoint)
+    torch.manual_seed(cfg.seed)
+    model = build_vit(arch)
+    out = work / f"scratch-{label(size)}"
+    curve = []
+    start = time.perf_counter()
+    for e in range(1, epochs + 1):
+        long_cfg = replace(cfg, epochs=float(epochs), out=out, stop_after=e * res.steps, resume=e > 1)
+        train(model, data, long_cfg)
+        curve.append(evaluate(model, data.val))
+        print(f"  {label(size)} scratch epoch {e}/{epochs}: top-1 {100 * curve[-1]:.2f}%", flush=True)
+    row["scratch_curve"] = curve
+    row[f"scratch_{epochs}ep"] = curve[-1]
+    row[f"scratch_{epochs}ep_s"] = round(time.perf_counter() - start, 1)
+    return row
+
+
+def epochs_to_reach(row: dict[str, Any], target: float) -> int | None:
+    """Scratch epochs to reach ``target``: the dedicated 1-epoch run, else the first epoch of the long run."""
+    if row["scratch_1ep"] >= target:
+        return 1
+    for e, top1 in enumerate(row["scratch_curve"], 1):
+        if top1 >= target:
+            return e
+    return None
+
+
+def cost_table(rows: list[dict[str, Any]], meta: dict[str, Any], n_train: int, epochs: int) -> dict[str, Any]:
+    train_info = meta["training"]
+    lg_arch = ArchSpec.from_dict(meta["arch"])
+    lg_images = train_info["steps"] * train_info["recipe"]["batch_size"]
+    lg_flops = lg_images * train_flops(lg_arch)
+    per_size = []
+    ft_total = scratch_total = 0.0
+    lower_bound = False
+    for row in rows:
+        f = row["train_gflops_per_image"] * 1e9
+        ft = n_train * f
+        need = epochs_to_reach(row, row["learngene_1ep"])
+        if need is None:
+            lower_bound = True
+        scratch = (need or epochs) * n_train * f
+        ft_total += ft
+        scratch_total += scratch
+        per_size.append(
+            {
+                "size": label(row["size"]),
+                "target_top1": row["learngene_1ep"],
+                "scratch_epochs_to_target": need if need is not None else f">{epochs}",
+                "finetune_tflops": ft / 1e12,
+                "scratch_tflops": scratch / 1e12,
+            }
+        )
+    return {
+        "learngene_training": {"images": lg_images, "arch": meta["arch"], "tflops": lg_flops / 1e12},
+        "per_size": per_size,
+        "learngene_total_tflops": (lg_flops + ft_total) / 1e12,
+        "scratch_total_tflops": scratch_total / 1e12,
+        "scratch_is_lower_bound": lower_bound,
+        "stored_params": {
+            "learngene_file": meta["stored_params"],
+            "separate_models": sum(r["params"] for r in rows),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--learngene", default=None, help="learngene file or shipped name (default: shipped LeTs)")
+    parser.add_argument("--data", default="fashion-mnist", help="fashion-mnist, digits or a dataset directory")
+    parser.add_argument("--sizes", default=None, help=f"depthxwidth (LeTs) or depthxgenes (LDR); default {FULL_SIZES}")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the long scratch schedule")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 128 (32 below 2k images)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--val-limit", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help=f"5k/2k images, sizes {QUICK_SIZES}")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/...)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.train_limit, args.val_limit = args.train_limit or 5000, args.val_limit or 2000
+        args.sizes = args.sizes or QUICK_SIZES
+    path = resolve_learngene(args.learngene)
+    meta = read_metadata(path)
+    gen = load_learngene(path)
+    sizes = parse_sizes(args.sizes or FULL_SIZES, meta["method"])
+    arch = gen.train_arch
+    data = load_data(
+        args.data, img_size=arch.img_size, seed=args.seed, train_limit=args.train_limit, val_limit=args.val_limit
+    )
+    if data.in_chans != arch.in_chans:
+        sys.exit(f"{args.data} has {data.in_chans} channels but the learngene expects {arch.in_chans}.")
+    transfer = data.info["name"] != meta["training"]["data"]["name"]
+    batch = args.batch_size or (32 if len(data.train) < 2_000 else 128)  # digits: 1,437 images
+    cfg = TrainConfig(batch_size=batch, lr=args.lr, seed=args.seed, progress=False)
+    meta["stored_params"] = sum(p.numel() for p in gen.parameters())
+    print(
+        f"{path.name} ({meta['method']}) -> {data.info['name']}: {len(data.train)} train / {len(data.val)} val images,"
+        f" batch {batch}, lr {args.lr}, {'transfer (fresh head)' if transfer else 'same dataset'}",
+        flush=True,
+    )
+    rows = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lgd-bench-") as work:
+        for size in sizes:
+            rows.append(run_size(gen, size, data, cfg, args.epochs, transfer, Path(work)))
+            r = rows[-1]
+            print(
+                f"{label(size)}: learngene 0ep {100 * r['learngene_0ep']:.2f}, 1ep {100 * r['learngene_1ep']:.2f} | "
+                f"scratch 1ep {100 * r['scratch_1ep']:.2f}, {args.epochs}ep {100 * r[f'scratch_{args.epochs}ep']:.2f}",
+                flush=True,
+            )
+    e = args.epochs
+    print(f"\ntop-1 % on {len(data.val)} {data.info['name']} validation images")
+    head = f"{'size':>6} {'params':>8} {'lg 0ep':>7} {'lg 1ep':>7} {'scr 1ep':>8} {f'scr {e}ep':>8}"
+    head += f" {'lg1-scr' + str(e):>9}"
+    print(head)
+    for r in rows:
+        gap = 100 * (r["learngene_1ep"] - r[f"scratch_{e}ep"])
+        print(
+            f"{label(r['size']):>6} {r['params']:>8,} {100 * r['learngene_0ep']:7.2f} {100 * r['learngene_1ep']:7.2f} "
+            f"{100 * r['scratch_1ep']:8.2f} {100 * r[f'scratch_{e}ep']:8.2f} {gap:+9.2f}"
+        )
+    cost = cost_table(rows, meta, len(data.train), e)
+    if not transfer:
+        print(f"\ncost of {len(rows)} sizes (training TFLOPs = 3 x forward FLOPs x images)")
+        lg, sp = cost["learngene_training"], cost["stored_params"]
+        arch_txt = f"{meta['arch']['depth']} x {meta['arch']['embed_dim']}"
+        print(f"  learngene training: {lg['tflops']:.2f} TFLOPs ({arch_txt} training net, {lg['images']:,} images)")
+        for c in cost["per_size"]:
+            print(
+                f"  {c['size']:>5}: fine-tune 1 epoch {c['finetune_tflops']:.2f}"
+                f" | scratch to {100 * c['target_top1']:.2f}%"
+                f" needs {c['scratch_epochs_to_target']} epochs = {c['scratch_tflops']:.2f}"
+            )
+        bound = ">=" if cost["scratch_is_lower_bound"] else ""
+        total_lg, total_scratch = cost["learngene_total_tflops"], cost["scratch_total_tflops"]
+        print(f"  total: learngene + fine-tunes {total_lg:.2f} vs scratch {bound}{total_scratch:.2f} TFLOPs")
+        print(f"  stored parameters: learngene file {sp['learngene_file']:,}", end="")
+        print(f" vs {len(rows)} separate models {sp['separate_models']:,}")
+    report = {
+        "benchmark": "learngene_vs_scratch",
+        "command": " ".join(["python", *sys.argv]),
+        "learngene": {"file": path.name, "method": meta["method"], "data": meta["training"]["data"]["name"]},
+        "data": data.info,
+        "transfer": transfer,
+        "recipe": {"batch_size": batch, "lr": args.lr, "schedule": "cosine, 5% warm-up", "seed": args.seed},
+        "epochs": e,
+        "rows": rows,
+        "cost": cost if not transfer else None,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "host": {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+    }
+    name = f"learngene_vs_scratch_{data.info['name']}{'_quick' if args.quick else ''}.json"
+    out = args.out or Path("benchmarks/results") / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
