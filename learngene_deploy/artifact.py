@@ -3,8 +3,9 @@
 An artifact directory holds the model files, ``manifest.json`` (every file's sha256 and size, tool versions,
 host facts, checks, benchmark, budgets) and a report. While a build runs, everything goes to a hidden sibling
 ``.NAME.partial-XXXX``; :meth:`ArtifactWriter.finalize` writes the manifest last and renames the directory.
-A killed build therefore never leaves a directory that looks complete, and ``verify_artifact`` detects any
-file changed after the fact.
+A killed build therefore never leaves a directory that looks complete (a partial directory is refused by
+``read_manifest`` even in the instant after its manifest was written, and the next build of NAME removes it),
+and ``verify_artifact`` detects any file changed after the fact.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from learngene_deploy.errors import ArtifactError
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
 PARTIAL_MARK = ".partial-"
+REPLACED_MARK = ".replaced-"
+EDQUOT = getattr(errno, "EDQUOT", errno.ENOSPC)  # quota exceeded (absent on some platforms)
 
 # Distributions whose versions go into every manifest (read from package metadata; nothing is imported).
 TOOLS = (
@@ -127,7 +130,7 @@ class ArtifactWriter:
             parent.mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}{PARTIAL_MARK}", dir=parent))
         except OSError as e:
-            raise ArtifactError(_os_message(e, parent)) from e
+            raise ArtifactError(os_error_message(e, parent)) from e
 
     def finalize(self, manifest: dict[str, Any]) -> Path:
         """Hash every file, write ``manifest.json`` last, then move the directory into place.
@@ -145,14 +148,14 @@ class ArtifactWriter:
         try:
             (self.path / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
             if self.out_dir.exists():  # --force: move the old one aside first, delete it after the swap
-                old = self.out_dir.with_name(f".{self.out_dir.name}.replaced-{os.getpid()}")
+                old = self.out_dir.with_name(f".{self.out_dir.name}{REPLACED_MARK}{os.getpid()}")
                 self.out_dir.rename(old)
                 self.path.rename(self.out_dir)
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 self.path.rename(self.out_dir)
         except OSError as e:
-            raise ArtifactError(_os_message(e, self.out_dir)) from e
+            raise ArtifactError(os_error_message(e, self.out_dir)) from e
         return self.out_dir
 
     def abort(self) -> None:
@@ -162,14 +165,31 @@ class ArtifactWriter:
     def __enter__(self) -> ArtifactWriter:
         return self
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is not None:
-            self.abort()
+    def __exit__(self, exc_type: Any, exc: BaseException | None, _tb: Any) -> None:
+        if exc_type is None:
+            return
+        self.abort()
+        if isinstance(exc, OSError):  # a write into the artifact failed (full disk, quota, ...): say so plainly
+            raise ArtifactError(os_error_message(exc, self.out_dir)) from exc
 
 
-def _os_message(e: OSError, where: Path) -> str:
-    if e.errno == errno.ENOSPC:
-        return f"no space left on the device while writing {where}; free some disk space or choose another --out."
+def stale_siblings(out_dir: str | Path) -> list[Path]:
+    """Hidden leftovers of earlier builds of ``out_dir`` that never finished: partial and half-replaced directories.
+
+    Only call this while no other build of ``out_dir`` can be running (``lgdeploy build`` holds its work lock).
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        return []
+    marks = (f".{out_dir.name}{PARTIAL_MARK}", f".{out_dir.name}{REPLACED_MARK}")
+    return sorted(p for p in out_dir.parent.iterdir() if p.name.startswith(marks) and p.is_dir())
+
+
+def os_error_message(e: OSError, where: str | Path) -> str:
+    """One sentence for a failed write to ``where`` (an output the user chose with --out)."""
+    if e.errno in (errno.ENOSPC, EDQUOT):
+        why = "no space left on the device" if e.errno == errno.ENOSPC else "the disk quota is exhausted"
+        return f"{why} while writing {where}; free some disk space or choose another --out."
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write to {where} ({e.strerror}); choose a writable --out directory."
     return f"cannot write {where} ({e.strerror or e}); check the path and try again."
@@ -182,8 +202,8 @@ def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
     if not root.is_dir():
         msg = f"{root} is not a directory; pass an artifact directory written by `lgdeploy build`."
         raise ArtifactError(msg)
-    if not path.is_file():
-        partial = PARTIAL_MARK in root.name
+    partial = root.name.startswith(".") and PARTIAL_MARK in root.name
+    if partial or not path.is_file():
         why = "it is a partial build that never finished" if partial else "it has no manifest.json"
         msg = f"{root} is not a complete artifact ({why}); rebuild it with `lgdeploy build`."
         raise ArtifactError(msg)

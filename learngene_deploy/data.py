@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import TensorDataset
 
 from learngene_deploy.errors import DataError
@@ -333,7 +333,9 @@ def _decode(image: _Image, img_size: int) -> tuple[np.ndarray, bytes]:
             box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
             pixels = np.asarray(img.resize((img_size, img_size), Image.Resampling.BILINEAR, box=box))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read image {image.where} ({e}); remove or replace the file.") from e
+        # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" names a buffer, not the problem
+        why = "not an image format Pillow can read" if isinstance(e, UnidentifiedImageError) else str(e)
+        raise DataError(f"cannot read image {image.where} ({why}); remove or replace the file.") from e
     return pixels, hashlib.sha256(raw).digest()
 
 

@@ -121,8 +121,9 @@ def load_model(path: str | Path) -> nn.Module:
             header = f.metadata() or {}
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        msg = f"{path} is not a readable safetensors model ({e}); it is missing, truncated or corrupt."
-        raise LearngeneError(msg) from e
+        from learngene_deploy.learngene.io import unreadable_message
+
+        raise LearngeneError(unreadable_message(path, e, what="model")) from e
     if header.get("format") != MODEL_FORMAT:
         msg = f"{path} is not a model file written by lgdeploy (no '{MODEL_FORMAT}' metadata); pass such a file."
         raise LearngeneError(msg)

@@ -3,6 +3,8 @@
 This is the only module that chains stages. Each stage returns a small result that records where it came
 from, and everything the build learns goes into the artifact's ``manifest.json``. The artifact directory is
 written under a temporary name and renamed only when every gate passed (see :mod:`learngene_deploy.artifact`).
+The fine-tune checkpoints into a work directory beside the output (see :mod:`learngene_deploy.workdir`), so the
+same command resumes a killed or failed build from its last checkpoint.
 
 Verification gates (max abs difference and top-1 agreement on real validation images):
 PyTorch -> exported ONNX -> simplified ONNX -> compiled model, plus, for INT8, the accuracy drop against fp32.
@@ -19,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from learngene_deploy._fs import atomic_path
+from learngene_deploy._version import __version__
 from learngene_deploy.errors import ArtifactError, ConfigError, DataError
+from learngene_deploy.workdir import BuildWork
 
 Log = Callable[[str, str], None]
 GOLDEN = "golden.npz"  # validation images + PyTorch logits shipped with the artifact, for `lgdeploy verify`
@@ -51,6 +53,7 @@ class BuildOptions:
     precision: str | None = None  # override the profile's precision
     out: Path | None = None  # artifact directory (default artifacts/<profile>)
     force: bool = False  # replace an existing artifact directory
+    checkpoint_every: int = 50  # fine-tune checkpoint interval in steps (0: only at the end); a re-run resumes
     exporter: Literal["dynamo", "legacy"] = "dynamo"
     simplifier: Literal["onnxsim", "onnxslim"] = "onnxsim"
     dynamic_batch: bool = False
@@ -122,18 +125,19 @@ def _onnx_stage(path: Path, threads: int | None) -> Any:
     return backend.load_runner(compiled, threads=threads)
 
 
+def _relative(path: str, root: Path) -> str:
+    """``path`` relative to the artifact directory (the build writes under a temporary name, then renames it)."""
+    p = Path(path)
+    return p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
+
+
 def _relative_record(record: dict[str, Any], root: Path) -> dict[str, Any]:
-    """A Compiled record with paths relative to the artifact directory (the build writes under a temporary name)."""
-
-    def rel(path: str) -> str:
-        p = Path(path)
-        return p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
-
+    """A Compiled record with paths relative to the artifact directory."""
     return {
         **record,
-        "model_path": rel(record["model_path"]),
-        "source": rel(record["source"]),
-        "files": [rel(f) for f in record["files"]],
+        "model_path": _relative(record["model_path"], root),
+        "source": _relative(record["source"], root),
+        "files": [_relative(f, root) for f in record["files"]],
     }
 
 
@@ -175,13 +179,43 @@ def _judge(
 def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
     """Run the whole pipeline for one profile and write its artifact directory.
 
+    The fine-tune checkpoints every ``opts.checkpoint_every`` steps into ``.<out name>.work/`` beside the output;
+    the same call after a kill or a failure resumes from the last checkpoint (and logs the step), a call with other
+    inputs discards it, and a successful build removes it.
+
     Raises:
         LgdError: a clear, one-sentence reason for any failure; no artifact directory is left looking complete.
     """
+    import torch
+
+    t_start = time.perf_counter()
+    torch.manual_seed(opts.seed)
+    profile = resolve_profile(opts.profile, opts.backend, opts.precision)
+    out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
+    # Refuse an existing output before spending minutes on fine-tuning.
+    if out_dir.exists() and not opts.force:
+        msg = f"output directory {out_dir} already exists; pass --force to replace it or choose another --out."
+        raise ArtifactError(msg)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArtifactError(f"output path {out_dir} exists and is not a directory; choose another --out.")
+    work = BuildWork(out_dir)  # takes its lock, so no other build of out_dir runs; leftovers of killed ones go
+    for stale in work.acquire():
+        log("work", f"removed {stale}, left by a build of {out_dir} that did not finish")
+    success = False
+    try:
+        result = _build(opts, profile, out_dir, work, log, t_start)
+        success = True
+    finally:
+        work.release(success=success)
+    return result
+
+
+def _build(opts: BuildOptions, profile: Any, out_dir: Path, work: BuildWork, log: Log, t_start: float) -> BuildResult:
+    """The stages of :func:`build` once the output is claimed (``work``: its locked :class:`BuildWork`)."""
     import numpy as np
     import torch
 
-    from learngene_deploy.artifact import ArtifactWriter, host_facts, sha256_file, tool_versions
+    from learngene_deploy.artifact import ArtifactWriter, host_facts, os_error_message, sha256_file, tool_versions
     from learngene_deploy.backends import get_backend
     from learngene_deploy.data import load_data
     from learngene_deploy.export import simplify, torch2onnx
@@ -193,16 +227,8 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
     from learngene_deploy.training import TrainConfig, evaluate
     from learngene_deploy.verify import TOLERANCES, Tolerance, check, check_accuracy, gate, torch_stage
 
-    t_start = time.perf_counter()
-    torch.manual_seed(opts.seed)
-    profile = resolve_profile(opts.profile, opts.backend, opts.precision)
     rt, budgets = profile.runtime, profile.budgets
     threads = rt.threads if profile.host else local_threads(rt.threads)
-    out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
-    # Refuse an existing output before spending minutes on fine-tuning.
-    if out_dir.exists() and not opts.force:
-        msg = f"output directory {out_dir} already exists; pass --force to replace it or choose another --out."
-        raise ArtifactError(msg)
 
     # 1. select -------------------------------------------------------------------------------------------
     lg_path = resolve_learngene(opts.learngene)
@@ -241,210 +267,233 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
         else f"{arch.name}; new {data.num_classes}-class head (data has other classes than the learngene)",
     )
 
-    # 3. fine-tune ----------------------------------------------------------------------------------------
+    # 3. fine-tune (resumable: checkpoints in the work directory) -------------------------------------------
     steps = opts.finetune_steps if opts.finetune_steps is not None else (None if opts.finetune_epochs else 150)
-    work = Path(tempfile.mkdtemp(prefix="lgdeploy-build-"))
+    lg_sha256 = sha256_file(lg_path)
+    inputs = {  # everything the fine-tune depends on; a re-run with the same inputs resumes it
+        "profile": {"sha256": profile.sha256, "backend": opts.backend, "precision": opts.precision},
+        "learngene_sha256": lg_sha256,
+        "size": size,
+        "data": {k: v for k, v in data.info.items() if k != "source"},
+        "finetune": {
+            "mode": "unconstrained",
+            "steps": steps,
+            "epochs": opts.finetune_epochs,
+            "lr": opts.finetune_lr,
+            "batch_size": opts.finetune_batch,
+            "train_limit": opts.train_limit,
+            "seed": opts.seed,
+        },
+        "versions": {"learngene-deploy": __version__, "torch": torch.__version__},
+    }
+    cfg = TrainConfig(
+        out=work.finetune_dir,
+        epochs=opts.finetune_epochs or 1.0,
+        max_steps=steps,
+        batch_size=opts.finetune_batch,
+        lr=opts.finetune_lr,
+        warmup=0.1,
+        seed=opts.seed,
+        progress=True,
+        ckpt_interval=opts.checkpoint_every,
+    )
     try:
-        cfg = TrainConfig(
-            out=work / "finetune",
-            epochs=opts.finetune_epochs or 1.0,
-            max_steps=steps,
-            batch_size=opts.finetune_batch,
-            lr=opts.finetune_lr,
-            warmup=0.1,
-            seed=opts.seed,
-            progress=True,
-        )
-        tuned = finetune(generator, data, cfg, mode="unconstrained", size=size)
-        model = tuned.model.eval()
-        log("finetune", f"{tuned.result.steps} steps in {tuned.result.wall_time_s:.0f} s; top-1 {tuned.top1:.2%}")
+        resumed_from, note = work.reconcile(inputs)
+        if note:
+            log("finetune", note)
+        tuned = finetune(generator, data, dataclasses.replace(cfg, resume=resumed_from > 0), size=size)
+    except OSError as e:  # the checkpoint could not be written (full disk, quota, permissions)
+        raise ArtifactError(os_error_message(e, f"the fine-tune checkpoint in {work.path}")) from e
+    model = tuned.model.eval()
+    log("finetune", f"{tuned.result.steps} steps in {tuned.result.wall_time_s:.0f} s; top-1 {tuned.top1:.2%}")
 
-        # 4-8. export, simplify, verify, compile, bench: everything below lands in the artifact -------------------
-        # Whole batches only: a static-batch model runs images in chunks of the profile's batch.
-        n_val = min(opts.verify_images, len(data.val)) // budgets.batch * budgets.batch
-        x_val, y_val = _numpy_split(data.val, n_val)
-        x_cal, _ = _numpy_split(data.train, opts.calibration_images // budgets.batch * budgets.batch)
-        shape = (budgets.batch, arch.in_chans, img_size, img_size)
-        facts = {
-            "lgdeploy.profile": profile.name,
-            "lgdeploy.learngene_sha256": sha256_file(lg_path),
-            "lgdeploy.arch": json.dumps(tuned.arch.to_dict(), sort_keys=True),
-            "lgdeploy.size": json.dumps(size, sort_keys=True),
-        }
-        checks: list[dict[str, Any]] = []
-        skipped: list[dict[str, str]] = []
-        with ArtifactWriter(out_dir, force=opts.force) as writer:
-            raw = torch2onnx(
-                model,
-                input_shape=shape,
-                out_path=work / "export" / "model.onnx",
-                opset=rt.opset,
-                exporter=opts.exporter,
-                dynamic_batch=opts.dynamic_batch,
-                metadata=facts,
+    # 4-8. export, simplify, verify, compile, bench: everything below lands in the artifact -------------------
+    # Whole batches only: a static-batch model runs images in chunks of the profile's batch.
+    n_val = min(opts.verify_images, len(data.val)) // budgets.batch * budgets.batch
+    x_val, y_val = _numpy_split(data.val, n_val)
+    x_cal, _ = _numpy_split(data.train, opts.calibration_images // budgets.batch * budgets.batch)
+    shape = (budgets.batch, arch.in_chans, img_size, img_size)
+    facts = {
+        "lgdeploy.profile": profile.name,
+        "lgdeploy.learngene_sha256": lg_sha256,
+        "lgdeploy.arch": json.dumps(tuned.arch.to_dict(), sort_keys=True),
+        "lgdeploy.size": json.dumps(size, sort_keys=True),
+    }
+    checks: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    with ArtifactWriter(out_dir, force=opts.force) as writer:
+        raw = torch2onnx(
+            model,
+            input_shape=shape,
+            out_path=work.export_dir / "model.onnx",
+            opset=rt.opset,
+            exporter=opts.exporter,
+            dynamic_batch=opts.dynamic_batch,
+            metadata=facts,
+        )
+        fp32_tol = Tolerance(max_abs=opts.max_abs, top1_agreement=opts.min_agreement or 1.0)
+        reference = torch_stage(model)
+        raw_stage = _onnx_stage(raw.path, threads)
+        result = check(
+            reference,
+            raw_stage,
+            x_val,
+            reference="pytorch",
+            candidate="onnx",
+            tolerance=fp32_tol,
+        )
+        checks.append(result.to_dict())
+        gate(result)
+        log("export", f"{opts.exporter} opset {rt.opset}: max |Δ| {result.max_abs_diff:.2e} vs PyTorch")
+
+        n_golden = -(-GOLDEN_IMAGES // budgets.batch) * budgets.batch
+        golden_x = x_val[:n_golden]
+        np.savez(writer.path / GOLDEN, images=golden_x, logits=reference(golden_x), labels=y_val[:n_golden])
+
+        simplified = simplify(raw, writer.path / "model.onnx", tool=opts.simplifier)
+        result = check(
+            raw_stage,
+            _onnx_stage(simplified.path, threads),
+            x_val,
+            reference="onnx",
+            candidate="onnx-simplified",
+            tolerance=fp32_tol,
+        )
+        checks.append(result.to_dict())
+        gate(result)
+        log("simplify", f"{opts.simplifier}: max |Δ| {result.max_abs_diff:.2e} vs exported ONNX")
+
+        backend = get_backend(rt.backend)
+        compiled = stats = accuracy = host_note = None
+        reason = backend.unavailable_reason()
+        if reason is not None:
+            skipped.append({"stage": "compile", "reason": reason})
+            skipped.append({"stage": "benchmark", "reason": f"no {rt.backend} model was compiled"})
+            log("compile", f"SKIPPED: {reason}")
+        else:
+            compiled = backend.compile(
+                simplified.path, writer.path, precision=rt.precision, profile=profile, calibration_data=x_cal
             )
-            fp32_tol = Tolerance(max_abs=opts.max_abs, top1_agreement=opts.min_agreement or 1.0)
-            reference = torch_stage(model)
-            raw_stage = _onnx_stage(raw.path, threads)
+            on_host, host_note = backend.host_variant(compiled)
+            if host_note:
+                log("compile", f"note: {host_note}")
+            runner = backend.load_runner(on_host, threads=threads)
+            tol = TOLERANCES[rt.precision] if rt.precision != "fp32" else fp32_tol
+            if opts.min_agreement is not None:
+                tol = dataclasses.replace(tol, top1_agreement=opts.min_agreement)
+            name = f"{rt.backend}-{rt.precision}"
             result = check(
                 reference,
-                raw_stage,
+                runner,
                 x_val,
                 reference="pytorch",
-                candidate="onnx",
-                tolerance=fp32_tol,
+                candidate=name,
+                tolerance=tol,
             )
             checks.append(result.to_dict())
             gate(result)
-            log("export", f"{opts.exporter} opset {rt.opset}: max |Δ| {result.max_abs_diff:.2e} vs PyTorch")
-
-            n_golden = -(-GOLDEN_IMAGES // budgets.batch) * budgets.batch
-            golden_x = x_val[:n_golden]
-            np.savez(writer.path / GOLDEN, images=golden_x, logits=reference(golden_x), labels=y_val[:n_golden])
-
-            simplified = simplify(raw, writer.path / "model.onnx", tool=opts.simplifier)
-            result = check(
-                raw_stage,
-                _onnx_stage(simplified.path, threads),
-                x_val,
-                reference="onnx",
-                candidate="onnx-simplified",
-                tolerance=fp32_tol,
-            )
-            checks.append(result.to_dict())
-            gate(result)
-            log("simplify", f"{opts.simplifier}: max |Δ| {result.max_abs_diff:.2e} vs exported ONNX")
-
-            backend = get_backend(rt.backend)
-            compiled = stats = accuracy = host_note = None
-            reason = backend.unavailable_reason()
-            if reason is not None:
-                skipped.append({"stage": "compile", "reason": reason})
-                skipped.append({"stage": "benchmark", "reason": f"no {rt.backend} model was compiled"})
-                log("compile", f"SKIPPED: {reason}")
-            else:
-                compiled = backend.compile(
-                    simplified.path, writer.path, precision=rt.precision, profile=profile, calibration_data=x_cal
-                )
-                on_host, host_note = backend.host_variant(compiled)
-                if host_note:
-                    log("compile", f"note: {host_note}")
-                runner = backend.load_runner(on_host, threads=threads)
-                tol = TOLERANCES[rt.precision] if rt.precision != "fp32" else fp32_tol
-                if opts.min_agreement is not None:
-                    tol = dataclasses.replace(tol, top1_agreement=opts.min_agreement)
-                name = f"{rt.backend}-{rt.precision}"
-                result = check(
+            if rt.precision == "int8":
+                accuracy = check_accuracy(
                     reference,
                     runner,
                     x_val,
-                    reference="pytorch",
+                    y_val,
+                    reference="pytorch-fp32",
                     candidate=name,
-                    tolerance=tol,
+                    max_drop_points=opts.max_int8_drop,
                 )
-                checks.append(result.to_dict())
-                gate(result)
-                if rt.precision == "int8":
-                    accuracy = check_accuracy(
-                        reference,
-                        runner,
-                        x_val,
-                        y_val,
-                        reference="pytorch-fp32",
-                        candidate=name,
-                        max_drop_points=opts.max_int8_drop,
-                    )
-                    checks.append(accuracy.to_dict())
-                    gate(accuracy)
-                log(
-                    "compile",
-                    f"{compiled.tool} {rt.precision} in {compiled.seconds:.1f} s; top-1 agreement "
-                    f"{result.top1_agreement:.1%}",
-                )
-                del runner
-                from learngene_deploy.bench import benchmark
+                checks.append(accuracy.to_dict())
+                gate(accuracy)
+            log(
+                "compile",
+                f"{compiled.tool} {rt.precision} in {compiled.seconds:.1f} s; top-1 agreement "
+                f"{result.top1_agreement:.1%}",
+            )
+            del runner
+            from learngene_deploy.bench import benchmark
 
-                stats = benchmark(
-                    on_host,
-                    threads=threads,
-                    batch=budgets.batch,
-                    min_runs=opts.bench_runs,
-                    min_time_s=opts.bench_min_time_s,
-                    rounds=opts.bench_rounds,
-                ).to_dict()
-                log("bench", f"p50 {stats['p50_ms']:.3g} ms, p90 {stats['p90_ms']:.3g} ms on this machine")
+            stats = benchmark(
+                on_host,
+                threads=threads,
+                batch=budgets.batch,
+                min_runs=opts.bench_runs,
+                min_time_s=opts.bench_min_time_s,
+                rounds=opts.bench_rounds,
+            ).to_dict()
+            stats["model_path"] = _relative(stats["model_path"], writer.path)  # not the temporary directory's name
+            log("bench", f"p50 {stats['p50_ms']:.3g} ms, p90 {stats['p90_ms']:.3g} ms on this machine")
 
-            model_files = compiled.files if compiled is not None else (simplified.path,)
-            files_mb = sum(Path(p).stat().st_size for p in model_files) / 2**20
-            verdict = _judge(profile, chosen.latency_ms, chosen.memory_mb, stats, files_mb)
-            manifest = {
-                "status": "complete" if not skipped else "complete-with-skipped-steps",
-                "profile": {
-                    "name": profile.name,
-                    "sha256": profile.sha256,
-                    "source": profile.source,
-                    "host": profile.host,
-                    "runtime": dataclasses.asdict(rt),
-                    "budgets": dataclasses.asdict(budgets),
-                },
-                "learngene": {
-                    "path": str(lg_path),
-                    "sha256": facts["lgdeploy.learngene_sha256"],
-                    "method": meta["method"],
-                    "training": meta.get("training", {}),
-                },
-                "selection": {
-                    "size": size,
-                    "predictor": selection.predictor,
-                    "chosen": chosen.to_dict(),
-                    "candidates": len(selection.predictions),
-                    "notes": list(selection.notes),
-                },
-                "architecture": tuned.arch.to_dict(),
-                "finetune": {
-                    "data": data.info,
-                    "mode": tuned.mode,
-                    "steps": tuned.result.steps,
-                    "batch_size": cfg.batch_size,
-                    "lr": cfg.lr,
-                    "seed": opts.seed,
-                    "trainable_params": tuned.trainable_params,
-                    "wall_time_s": tuned.result.wall_time_s,
-                    "top1_before": direct,
-                    "top1_after": tuned.top1,
-                },
-                "export": {
-                    "exported": {**raw.to_dict(), "path": None},  # intermediate file, not shipped
-                    "simplified": {**simplified.to_dict(), "path": "model.onnx", "source": "exported"},
-                },
-                "compile": _relative_record(compiled.to_dict(), writer.path) if compiled is not None else None,
-                "checks": checks,
-                "golden": {"file": GOLDEN, "images": len(golden_x), "reference": "pytorch"},
-                "int8_accuracy": accuracy.to_dict() if accuracy is not None else None,
-                "benchmark": {
-                    "measured_on": "target" if profile.host else "build machine (not the target device)",
-                    "host_differences": host_note,
-                    **(stats or {"p50_ms": None, "p90_ms": None, "p99_ms": None, "skipped": True}),
-                },
-                "latency": {
-                    "predicted_ms": chosen.latency_ms,
-                    "predicted_source": chosen.latency_source,
-                    "measured_ms": stats.get(f"p{budgets.percentile}_ms") if stats else None,
-                    "percentile": budgets.percentile,
-                },
-                "budgets": verdict,
-                "skipped": skipped,
-                "tools": tool_versions(),
-                "host": host_facts(),
-                "wall_time_s": time.perf_counter() - t_start,
-            }
-            manifest = json.loads(json.dumps(manifest, default=str))  # paths and tuples to plain JSON
-            from learngene_deploy.report import write_report
+        model_files = compiled.files if compiled is not None else (simplified.path,)
+        files_mb = sum(Path(p).stat().st_size for p in model_files) / 2**20
+        verdict = _judge(profile, chosen.latency_ms, chosen.memory_mb, stats, files_mb)
+        manifest = {
+            "status": "complete" if not skipped else "complete-with-skipped-steps",
+            "profile": {
+                "name": profile.name,
+                "sha256": profile.sha256,
+                "source": profile.source,
+                "host": profile.host,
+                "runtime": dataclasses.asdict(rt),
+                "budgets": dataclasses.asdict(budgets),
+            },
+            "learngene": {
+                "path": str(lg_path),
+                "sha256": facts["lgdeploy.learngene_sha256"],
+                "method": meta["method"],
+                "training": meta.get("training", {}),
+            },
+            "selection": {
+                "size": size,
+                "predictor": selection.predictor,
+                "chosen": chosen.to_dict(),
+                "candidates": len(selection.predictions),
+                "notes": list(selection.notes),
+            },
+            "architecture": tuned.arch.to_dict(),
+            "finetune": {
+                "data": data.info,
+                "mode": tuned.mode,
+                "steps": tuned.result.steps,
+                "resumed_from_step": resumed_from,
+                "checkpoint_every": cfg.ckpt_interval,
+                "batch_size": cfg.batch_size,
+                "lr": cfg.lr,
+                "seed": opts.seed,
+                "trainable_params": tuned.trainable_params,
+                "wall_time_s": tuned.result.wall_time_s,
+                "top1_before": direct,
+                "top1_after": tuned.top1,
+            },
+            "export": {
+                "exported": {**raw.to_dict(), "path": None},  # intermediate file, not shipped
+                "simplified": {**simplified.to_dict(), "path": "model.onnx", "source": "exported"},
+            },
+            "compile": _relative_record(compiled.to_dict(), writer.path) if compiled is not None else None,
+            "checks": checks,
+            "golden": {"file": GOLDEN, "images": len(golden_x), "reference": "pytorch"},
+            "int8_accuracy": accuracy.to_dict() if accuracy is not None else None,
+            "benchmark": {
+                "measured_on": "target" if profile.host else "build machine (not the target device)",
+                "host_differences": host_note,
+                **(stats or {"p50_ms": None, "p90_ms": None, "p99_ms": None, "skipped": True}),
+            },
+            "latency": {
+                "predicted_ms": chosen.latency_ms,
+                "predicted_source": chosen.latency_source,
+                "measured_ms": stats.get(f"p{budgets.percentile}_ms") if stats else None,
+                "percentile": budgets.percentile,
+            },
+            "budgets": verdict,
+            "skipped": skipped,
+            "tools": tool_versions(),
+            "host": host_facts(),
+            "wall_time_s": time.perf_counter() - t_start,
+        }
+        manifest = json.loads(json.dumps(manifest, default=str))  # paths and tuples to plain JSON
+        from learngene_deploy.report import write_report
 
-            write_report(writer.path, manifest, selection)
-            final = writer.finalize(manifest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        write_report(writer.path, manifest, selection)
+        final = writer.finalize(manifest)
     summary = "; ".join(f"{name} {'ok' if v['passed'] else 'MISSED'}" for name, v in verdict.items())
     log("artifact", f"{final} (budgets: {summary})")
     return BuildResult(out_dir=final, manifest=manifest, skipped=tuple(skipped))

@@ -16,6 +16,7 @@ in the optimiser and never decayed.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import random
@@ -200,8 +201,12 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    # Serialised in memory, then written by Python: a full disk (or quota) surfaces as OSError with its errno,
+    # where torch.save into a file or file object reports an opaque RuntimeError from its C++ stream writer.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -391,10 +396,15 @@ def load_teacher(spec: str, *, checkpoint: str | Path | None = None, num_classes
     from learngene_deploy.learngene.io import FORMAT, load_learngene
 
     if Path(spec).is_file():
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(spec, framework="pt") as f:
-            is_learngene = (f.metadata() or {}).get("format") == FORMAT
+        from learngene_deploy.learngene.io import unreadable_message
+
+        try:
+            with safe_open(spec, framework="pt") as f:
+                is_learngene = (f.metadata() or {}).get("format") == FORMAT
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ConfigError(unreadable_message(spec, e, what="learngene or model")) from e
         return load_learngene(spec).recompose() if is_learngene else load_model(spec)
     import timm
 

@@ -159,3 +159,55 @@ def test_atomic_path_replaces_on_success_and_leaves_nothing_on_failure(tmp_path:
         raise RuntimeError("write failed")
     assert target.read_text() == "one"
     assert [p.name for p in target.parent.iterdir()] == ["manifest.json"], "no temporary file is left behind"
+
+
+def _no_space(path: Path) -> OSError:
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+def test_full_disk_inside_the_writer_is_one_sentence_and_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError) as info, ArtifactWriter(tmp_path / "a") as writer:
+        (writer.path / "golden.npz").write_bytes(b"half")
+        raise _no_space(writer.path / "golden.npz")  # what the OS says when a write finds the disk full
+    assert str(info.value) == (
+        f"no space left on the device while writing {tmp_path / 'a'}; free some disk space or choose another --out."
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_while_writing_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = ArtifactWriter(tmp_path / "a")
+    (writer.path / "model.onnx").write_bytes(b"onnx")
+    real_write_text = Path.write_text
+
+    def write_text(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        if self.name == MANIFEST:
+            real_write_text(self, text[: len(text) // 2])  # part of it reached the disk
+            raise _no_space(self)
+        return real_write_text(self, text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    expected = r"^no space left on the device while writing .*a; free some disk space"
+    with pytest.raises(ArtifactError, match=expected), writer:
+        writer.finalize({"status": "complete"})
+    assert list(tmp_path.iterdir()) == [], "neither the artifact nor its partial directory is left"
+
+
+def test_partial_directory_is_refused_even_with_a_manifest(tmp_path: Path) -> None:
+    """A build killed between writing the manifest and the rename leaves a hidden partial that never verifies."""
+    out = _build(tmp_path / "a")
+    partial = tmp_path / f".a{PARTIAL_MARK}xyz"
+    out.rename(partial)
+    with pytest.raises(ArtifactError, match="partial build that never finished"):
+        verify_artifact(partial)
+
+
+def test_stale_siblings_are_only_this_outputs_leftovers(tmp_path: Path) -> None:
+    from learngene_deploy.artifact import REPLACED_MARK, stale_siblings
+
+    for name in (f".a{PARTIAL_MARK}1", f".a{REPLACED_MARK}2", f".ab{PARTIAL_MARK}3", "a", f".b{PARTIAL_MARK}4"):
+        (tmp_path / name).mkdir()
+    assert [p.name for p in stale_siblings(tmp_path / "a")] == [f".a{PARTIAL_MARK}1", f".a{REPLACED_MARK}2"]
+    assert stale_siblings(tmp_path / "missing" / "a") == []

@@ -219,7 +219,7 @@ def test_imagefolder_errors(tmp_path: Path) -> None:
     (root / "empty_cls" / "readme.txt").unlink()
     (root / "empty_cls").rmdir()
     (root / "b" / "broken.png").write_bytes(b"not a png at all")
-    with pytest.raises(DataError, match=r"cannot read image .*broken.png"):
+    with pytest.raises(DataError, match=r"cannot read image .*broken.png \(not an image format Pillow can read\)"):
         load_data(root, img_size=8)
     (root / "b" / "broken.png").write_bytes((root / "b" / "000.png").read_bytes()[:40])
     with pytest.raises(DataError, match=r"cannot read image .*broken.png"):

@@ -121,3 +121,76 @@ def test_registry_finds_generator_by_method_name() -> None:
     assert generator_class("ldr") is LDRGenerator
     with pytest.raises(LearngeneError, match="valid methods are"):
         generator_class("nope")
+
+
+@pytest.mark.parametrize("name", ["x.pt", "x.safetensors"])
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy-pickle"])
+def test_pickle_file_is_refused_as_pickle(tmp_path: Path, name: str, zipped: bool) -> None:
+    """torch.save output (zip container or bare pickle stream), even renamed to .safetensors, is never unpickled."""
+    path = tmp_path / name
+    torch.save({"a": torch.zeros(1)}, path, _use_new_zipfile_serialization=zipped)
+    for call in (read_metadata, load_learngene):
+        with pytest.raises(LearngeneError) as info:
+            call(path)
+        assert str(info.value) == (
+            f"{path} is a PyTorch/pickle file, but only .safetensors learngene files written by lgdeploy are accepted "
+            "(loading pickle can run arbitrary code); pass the .safetensors file lgdeploy wrote."
+        )
+
+
+def test_pickle_file_is_refused_by_the_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+
+    path = tmp_path / "x.safetensors"
+    torch.save({"a": torch.zeros(1)}, path)
+    for argv in (["learngene", "info", str(path)], ["select", "--profile", "cpu-host", "--learngene", str(path)]):
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 1
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: {path} is a PyTorch/pickle file, but only .safetensors learngene files")
+
+
+def _unsafe_loads(source: str) -> list[str]:
+    """``"line: code"`` of every call in ``source`` that could unpickle: torch.load without weights_only=True,
+    pickle/dill loads, np.load with allow_pickle other than False; and ``from torch import load`` (which hides it)."""
+    import ast
+
+    def is_constant(node: ast.expr | None, value: bool) -> bool:
+        return isinstance(node, ast.Constant) and node.value is value
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module == "torch" and any(a.name == "load" for a in node.names):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        keywords = {k.arg: k.value for k in node.keywords}
+        unsafe = (
+            (name == "torch.load" and not is_constant(keywords.get("weights_only"), True))
+            or name in ("pickle.load", "pickle.loads", "dill.load", "dill.loads")
+            or (name in ("np.load", "numpy.load") and "allow_pickle" in keywords
+                and not is_constant(keywords["allow_pickle"], False))
+        )  # fmt: skip
+        if unsafe:
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_unsafe_load_finder_finds_what_it_should() -> None:
+    bad = "torch.load(p)\ntorch.load(p, weights_only=False)\npickle.loads(b)\nnp.load(p, allow_pickle=True)\n"
+    bad += "from torch import load, save\n"
+    assert sorted(line.split(":")[0] for line in _unsafe_loads(bad)) == ["1", "2", "3", "4", "5"]
+    good = "torch.load(p, map_location='cpu', weights_only=True)\nnp.load(p)\nnp.load(p, allow_pickle=False)\n"
+    assert _unsafe_loads(good) == []
+
+
+def test_no_source_file_loads_pickle() -> None:
+    """Every torch.load in the source tree passes weights_only=True, and nothing else unpickles."""
+    repo = Path(__file__).resolve().parent.parent
+    files = [p for p in repo.rglob("*.py") if not any(part.startswith(".") for part in p.relative_to(repo).parts)]
+    assert len(files) > 40 and repo / "learngene_deploy" / "training.py" in files
+    offenders = {str(p.relative_to(repo)): found for p in files if (found := _unsafe_loads(p.read_text()))}
+    assert offenders == {}

@@ -15,6 +15,7 @@ from learngene_deploy.learngene.io import save_learngene
 from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.pipeline import BuildOptions, build, resolve_profile
+from learngene_deploy.training import CHECKPOINT_NAME, load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -94,10 +95,19 @@ def test_tensorrt_profile_without_tensorrt_still_verifies_onnx(learngene: Path, 
     assert manifest["benchmark"]["p50_ms"] is None and manifest["benchmark"]["skipped"]
 
 
-def test_failing_gate_stops_and_leaves_nothing(learngene: Path, tmp_path: Path) -> None:
+def test_failing_gate_keeps_only_the_finetune_and_other_inputs_discard_it(learngene: Path, tmp_path: Path) -> None:
     with pytest.raises(VerificationError, match="does not match pytorch"):
         build(_opts(learngene, tmp_path / "art", max_abs=1e-12))
-    assert list(tmp_path.iterdir()) == [], "no artifact and no partial directory may remain"
+    # no artifact and no partial directory; only the hidden work directory with the finished fine-tune to resume
+    assert [p.name for p in tmp_path.iterdir()] == [".art.work"]
+    assert sorted(p.name for p in (tmp_path / ".art.work").iterdir()) == ["finetune", "inputs.json"]
+    assert load_checkpoint(tmp_path / ".art.work" / "finetune" / CHECKPOINT_NAME)["step"] == 2
+    # another seed is another fine-tune: the stale work is discarded, with one line naming what changed
+    lines: list[tuple[str, str]] = []
+    build(_opts(learngene, tmp_path / "art", seed=1), log=lambda stage, msg: lines.append((stage, msg)))
+    notes = [msg for _, msg in lines if "discarding" in msg or "resuming" in msg]
+    assert len(notes) == 1 and "discarding" in notes[0] and "data, finetune changed" in notes[0], notes
+    assert [p.name for p in tmp_path.iterdir()] == ["art"], "a finished build removes its work directory"
 
 
 def test_existing_output_is_refused_before_any_work(learngene: Path, tmp_path: Path) -> None:
@@ -236,4 +246,185 @@ def test_cli_gate_failure_is_one_sentence_and_leaves_nothing(learngene: Path, tm
     (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert "onnx does not match pytorch" in line and "max abs diff" in line
     assert "Traceback" not in result.output
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert not out.exists(), "no artifact; only the finished fine-tune is kept for a re-run"
+    assert [p.name for p in tmp_path.iterdir()] == [".out.work"]
+
+
+# --- reproducibility ---------------------------------------------------------------------------------------
+
+# What a manifest measures rather than what the build made: times, latencies and memory of this run on this
+# (possibly busy) machine. Everything else must come out identical from the same inputs and seed.
+BENCHMARK_MEASURED = ("load_s", "seconds", "runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
+                      "max_ms", "throughput_ips", "peak_rss_mb", "model_rss_mb", "round_p50_ms")  # fmt: skip
+MEASURED: tuple[tuple[str, ...], ...] = (
+    ("created",),  # when finalize ran
+    ("wall_time_s",),
+    ("finetune", "wall_time_s"),
+    ("export", "exported", "seconds"),
+    ("export", "simplified", "seconds"),
+    ("compile", "seconds"),
+    *(("benchmark", key) for key in BENCHMARK_MEASURED),
+    ("latency", "measured_ms"),
+    ("budgets", "latency", "value_ms"),  # the measured p90 (cpu-host is the target)
+    ("budgets", "memory", "value_mb"),  # the measured model RSS
+    ("files", "report.md"),  # the report and the plot print the measured latency and memory
+    ("files", "selection.svg"),
+)
+
+
+def _without_measurements(manifest: dict) -> dict:
+    stable = json.loads(json.dumps(manifest))
+    for path in MEASURED:
+        parent = stable
+        for key in path[:-1]:
+            parent = parent[key]
+        assert path[-1] in parent, f"{'.'.join(path)} is not in the manifest; update MEASURED"
+        del parent[path[-1]]
+    return stable
+
+
+def test_same_inputs_build_identical_model_and_manifest(learngene: Path, built: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    again = build(_opts(learngene, tmp_path / "again")).out_dir
+    sha = [hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest() for d in (built, again)]
+    assert sha[0] == sha[1], "the same inputs and seed must give a byte-identical model.onnx"
+    first, second = (_without_measurements(json.loads((d / "manifest.json").read_text())) for d in (built, again))
+    assert first == second
+    # nothing names the temporary directories the build wrote to
+    text = json.dumps(first)
+    assert PARTIAL_MARK not in text and ".work" not in text and str(again.parent) not in text
+    assert first["benchmark"]["model_path"] == "model.onnx"
+
+
+# --- resuming a killed build ---------------------------------------------------------------------------------
+
+
+def test_killed_build_resumes_from_its_checkpoint(learngene: Path, lgdeploy_argv: list[str], tmp_path: Path) -> None:
+    """SIGKILL a real `lgdeploy build` mid fine-tune; the same command resumes it and equals an uninterrupted build."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import time
+
+    from learngene_deploy.artifact import MANIFEST
+
+    steps, every = 40, 4
+    argv = [*lgdeploy_argv, "build", "-p", "cpu-host", "-l", str(learngene), "--data", "digits",
+            "--finetune-steps", str(steps), "--checkpoint-every", str(every), "--out", "out"]  # fmt: skip
+    checkpoint = tmp_path / ".out.work" / "finetune" / CHECKPOINT_NAME
+    with subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 300
+        while not checkpoint.is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL, "the build ended before its first checkpoint was seen"
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob("*/" + MANIFEST)), "nothing may look like a finished artifact"
+    # a build killed while writing its artifact leaves a hidden partial directory; the next build removes it
+    stale = tmp_path / ".out.partial-stale"
+    stale.mkdir()
+    (stale / "model.onnx").write_bytes(b"half")
+
+    rerun = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    match = re.search(rf"resuming the fine-tune from step (\d+) of {steps}", rerun.stderr)
+    assert match, rerun.stderr
+    resumed = int(match.group(1))
+    assert 0 < resumed <= steps and resumed % every == 0
+    assert f"removed {Path('.out.partial-stale')}" in rerun.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "no work or partial directory is left"
+    verified = subprocess.run([*lgdeploy_argv, "verify", "out"], cwd=tmp_path, capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    assert manifest["finetune"]["resumed_from_step"] == resumed and manifest["finetune"]["steps"] == steps
+
+    # the training loop resumes exactly (model, optimiser and RNG state), so the model equals an uninterrupted one
+    whole = build(_opts(learngene, tmp_path / "whole", finetune_steps=steps, finetune_batch=64, checkpoint_every=0))
+    assert (whole.out_dir / "model.onnx").read_bytes() == (tmp_path / "out" / "model.onnx").read_bytes()
+    assert whole.manifest["finetune"]["resumed_from_step"] == 0
+
+
+# --- bad inputs through the command line: one sentence, non-zero exit, nothing that looks finished ---------------
+
+
+def _error_line(result) -> str:  # type: ignore[no-untyped-def]
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_full_disk_while_writing_the_artifact(learngene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up while the golden images are written: one sentence naming the output, nothing complete left."""
+    import errno
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+
+    def full_disk(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        Path(file).write_bytes(b"PK\x03\x04 half")  # the OS accepted a few bytes, then refused the rest
+        raise OSError(errno.ENOSPC, "No space left on device", str(file))
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    out = tmp_path / "out"
+    argv = ["build", "-p", "cpu-host", "-l", str(learngene), "--data", "digits", "--finetune-steps", "1",
+            "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert (
+        line == f"error: no space left on the device while writing {out}; free some disk space or choose another --out."
+    )
+    assert "✓ finetune" in result.stderr, "the fine-tune ran before the disk filled up"
+    assert not out.exists() and not list(tmp_path.rglob("manifest.json"))
+    # no partial directory; the finished fine-tune stays in the work directory for a re-run once there is space
+    assert [p.name for p in tmp_path.iterdir()] == [".out.work"]
+
+
+@pytest.mark.parametrize("ref", ["../x", "../../etc/passwd", "../cpu-host"])
+def test_profile_paths_that_are_not_names_are_refused_before_any_work(ref: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+
+    for argv in (["build", "--profile", ref, "--out", str(tmp_path / "out")], ["select", "--profile", ref]):
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 1
+        assert _error_line(result).startswith(f"error: '{ref}' is neither a shipped profile name")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_is_refused_before_the_finetune(learngene: Path) -> None:
+    """/proc refuses new directories for everyone, root included."""
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+
+    argv = ["build", "-p", "cpu-host", "-l", str(learngene), "--data", "digits", "--out", "/proc/lgdeploy-test/out"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1
+    assert _error_line(result).startswith("error: cannot write /proc/lgdeploy-test/out (")
+    assert "finetune" not in result.stderr, "refused before any stage ran"
+
+
+@pytest.mark.parametrize("command", ["verify", "bench"])
+def test_cli_refuses_tampered_artifact(built: Path, tmp_path: Path, command: str) -> None:
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+
+    art = _copy(built, tmp_path / "art")
+    golden = (art / "golden.npz").read_bytes()
+    (art / "golden.npz").write_bytes(golden[:-1] + bytes([golden[-1] ^ 1]))  # one bit flipped
+    result = CliRunner().invoke(
+        app, [command, str(art), *(["--runs", "5", "--rounds", "1"] if command == "bench" else [])]
+    )
+    assert result.exit_code == 1
+    assert _error_line(result) == (
+        f"error: artifact {art}: golden.npz does not match the sha256 in its manifest (the file was changed after the "
+        "build); rebuild the artifact or restore the original file."
+    )
+    assert "target_benchmarks" not in json.loads((art / "manifest.json").read_text()), "nothing was recorded"

@@ -112,6 +112,33 @@ def test_checkpoint_resume_is_exact(digits, tmp_path: Path) -> None:  # type: ig
     assert not list((tmp_path / "split").glob(".*tmp*"))
 
 
+def _private_tmpfs_works() -> bool:
+    try:
+        probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return probe.returncode == 0
+
+
+def test_checkpoint_on_a_full_disk_is_an_oserror(tmp_path: Path) -> None:
+    """A real full file system (a 64 KiB tmpfs in a private mount namespace): ENOSPC, not torch's RuntimeError."""
+    if not _private_tmpfs_works():
+        pytest.skip("needs `unshare -m` (root with CAP_SYS_ADMIN) to mount a tiny tmpfs")
+    code = (
+        "import errno, torch\n"
+        "from pathlib import Path\n"
+        "from learngene_deploy.training import _save_checkpoint\n"
+        "try:\n"
+        f"    _save_checkpoint(Path({str(tmp_path / 'ckpt.pt')!r}), {{'w': torch.zeros(100_000)}})\n"
+        "except OSError as e:\n"
+        "    print('errno', errno.errorcode[e.errno])\n"
+    )
+    script = f'mount -t tmpfs -o size=64k tmpfs {tmp_path} && {sys.executable} -c "$0" && ls -A {tmp_path}'
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script, code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["errno ENOSPC"], "no exception other than ENOSPC, and no file left behind"
+
+
 def test_resume_refuses_other_schedule_and_missing_checkpoint(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     gen = fresh()
     train(GeneratedViT(gen), digits, TrainConfig(out=tmp_path, max_steps=1, batch_size=32, progress=False))

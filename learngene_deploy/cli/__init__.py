@@ -8,6 +8,7 @@ tracebacks appear only with ``--debug`` (or ``LGDEPLOY_DEBUG=1``).
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Annotated, Any
@@ -54,6 +55,11 @@ class _LgdGroup(TyperGroup):
         except Exception as e:  # a bug: say so plainly, keep the traceback for --debug
             if _debug_enabled(ctx):
                 raise
+            from learngene_deploy.artifact import EDQUOT, os_error_message
+
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, EDQUOT):  # the machine's state, not a bug
+                error(os_error_message(e, e.filename or "a file"))
+                raise typer.Exit(code=1) from None
             error(
                 f"internal error ({type(e).__name__}: {e}); rerun with --debug for the traceback "
                 "and report it with that output."

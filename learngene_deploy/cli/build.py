@@ -55,6 +55,15 @@ def build_command(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing artifact directory.")] = False,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            "--checkpoint-every",
+            min=0,
+            help="Checkpoint the fine-tune every N steps in .<out name>.work/ beside the output (0: only at the end); "
+            "re-running the same command after a kill resumes from the last checkpoint.",
+        ),
+    ] = 50,
     exporter: Annotated[str, typer.Option("--exporter", help="ONNX exporter: dynamo or legacy.")] = "dynamo",
     simplifier: Annotated[str, typer.Option("--simplifier", help="onnxsim or onnxslim.")] = "onnxsim",
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Export with a dynamic batch axis.")] = False,
@@ -114,6 +123,7 @@ def build_command(
                 precision=precision,
                 out=target,
                 force=force,
+                checkpoint_every=checkpoint_every,
                 exporter=exporter,  # type: ignore[arg-type]
                 simplifier=simplifier,  # type: ignore[arg-type]
                 dynamic_batch=dynamic_batch,

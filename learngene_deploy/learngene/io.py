@@ -109,6 +109,30 @@ def save_learngene(
     return path
 
 
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip container, and a pickle stream (protocol >= 2)
+
+
+def unreadable_message(path: str | Path, error: BaseException, what: str = "learngene") -> str:
+    """One sentence for a file that safetensors cannot open: a pickle/PyTorch file is refused as such.
+
+    Only called after opening failed, so a safetensors file whose header length happens to start with 0x80
+    is never mistaken for pickle.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""
+    if head.startswith(PICKLE_MAGIC):
+        return (
+            f"{path} is a PyTorch/pickle file, but only .safetensors {what} files written by lgdeploy are accepted "
+            "(loading pickle can run arbitrary code); pass the .safetensors file lgdeploy wrote."
+        )
+    return (
+        f"{path} is not a readable safetensors file ({error}); it is truncated or corrupt, re-create or re-download it."
+    )
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The JSON metadata of a learngene file, without loading its tensors."""
     from safetensors import SafetensorError, safe_open
@@ -121,10 +145,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        msg = (
-            f"{path} is not a readable safetensors file ({e}); it is truncated or corrupt, re-create or re-download it."
-        )
-        raise LearngeneError(msg) from e
+        raise LearngeneError(unreadable_message(path, e)) from e
     if header.get("format") != FORMAT or "learngene" not in header:
         msg = (
             f"{path} is a safetensors file but not a learngene (no '{FORMAT}' metadata); pass one written by lgdeploy."
