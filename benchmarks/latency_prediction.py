@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from learngene_deploy.errors import SelectionError
 from learngene_deploy.learngene.io import read_metadata, save_learngene
 from learngene_deploy.pipeline import resolve_profile
 from learngene_deploy.shipped import list_shipped_learngenes
@@ -112,7 +113,11 @@ def main() -> None:
         budget_rows = []
         for budget in budgets:
             tight = dataclasses.replace(profile, budgets=dataclasses.replace(profile.budgets, latency_ms=budget))
-            chosen = select(candidates, tight, predictor=fitted).chosen
+            try:
+                chosen = select(candidates, tight, predictor=fitted).chosen
+            except SelectionError as e:  # the guard band rules out every size: a failed budget, not a crash
+                budget_rows.append({"budget_ms": budget, "chosen": None, "error": str(e), "meets": False, "used": 0})
+                continue
             point = measure(chosen.candidate.arch, profile, workdir, runs=args.runs, rounds=args.rounds)
             measured = point[f"p{profile.budgets.percentile}_ms"]
             budget_rows.append(
@@ -145,6 +150,9 @@ def main() -> None:
     print(f"{'runtime':<12} {'budget ms':>9} {'chosen':<28} {'pred ms':>8} {'meas ms':>8} {'meets':>6} {'used':>6}")
     for runtime, r in results["runtimes"].items():
         for b in r["budgets"]:
+            if b["chosen"] is None:
+                print(f"{runtime:<12} {b['budget_ms']:>9.3f} nothing fits with the guard band: {b['error']}")
+                continue
             print(
                 f"{runtime:<12} {b['budget_ms']:>9.3f} {b['chosen']:<28} {b['predicted_ms']:>8.3f} "
                 f"{b['measured_ms']:>8.3f} {'yes' if b['meets'] else 'NO':>6} {100 * b['used']:>5.0f}%"

@@ -270,12 +270,19 @@ def test_table_margin_guards_the_latency_budget(tmp_path: Path) -> None:
     assert sel.to_dict()["chosen"]["latency_margin"] == 0.2
 
 
-def test_guard_band_adds_round_spread_and_fit_error() -> None:
+def test_guard_band_is_the_leave_one_out_error() -> None:
     from learngene_deploy.sizing.calibrate import guard_band
 
-    points = [{"spread": s} for s in (0.02, 0.10, 0.30)]
-    assert guard_band(points, {"median_rel": 0.05}) == pytest.approx(0.15)
-    assert guard_band([{}], {}) == 0.0
+    truth = [0.3, 0.05, 9.0, 20.0, 0.002]
+    exact = _synthetic_points(truth)
+    jitter = torch.Generator().manual_seed(0)
+    noisy = [(a, ms * (0.8 + 0.4 * torch.rand(1, generator=jitter).item())) for a, ms in exact]  # +-20 %
+    _, clean_err = fit(exact, batch=1)
+    _, noisy_err = fit(noisy, batch=1)
+    assert clean_err["loo_median_rel"] < 1e-6 and guard_band([], clean_err) < 1e-4
+    assert noisy_err["loo_median_rel"] >= noisy_err["median_rel"], "unseen sizes are predicted worse than fitted ones"
+    assert 0.03 < guard_band([], noisy_err) < 0.3
+    assert guard_band([], {"median_rel": 0.07}) == 0.07  # too few points for leave-one-out
 
 
 @pytest.mark.parametrize("content", ["not json", '{"format": "other"}', '{"format": "lgdeploy-latency-table"}'])
@@ -316,4 +323,4 @@ def test_calibrate_writes_a_table_that_select_uses(tmp_path: Path) -> None:
     measured = table.points[0]
     assert predictor.predict(ArchSpec.from_dict(measured["arch"])) == (measured["p90_ms"], "measured")
     assert all(len(p["round_p50_ms"]) == 1 and p["spread"] == 0.0 for p in table.points), "one round: no spread"
-    assert table.margin == pytest.approx(table.fit_error["median_rel"], abs=1e-4)
+    assert table.margin == pytest.approx(table.fit_error["median_rel"], abs=1e-4), "5 points: no leave-one-out"

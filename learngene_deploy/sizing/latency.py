@@ -169,7 +169,9 @@ def fit(points: list[tuple[ArchSpec, float]], batch: int) -> tuple[dict[str, flo
     Minimises relative error (rows weighted by 1/t) with non-negative coefficients.
 
     Returns:
-        (coefficients keyed by FEATURES, {"median_rel": ..., "max_rel": ...} on the points themselves).
+        (coefficients keyed by FEATURES, {"median_rel", "max_rel"} on the points themselves, plus
+        {"loo_median_rel", "loo_max_rel"} leaving each point out in turn when there are more points than
+        coefficients).
     """
     import numpy as np
     from scipy.optimize import nnls
@@ -179,16 +181,22 @@ def fit(points: list[tuple[ArchSpec, float]], batch: int) -> tuple[dict[str, flo
         raise ProfileError(msg)
     x = np.array([features(a, batch) for a, _ in points])
     y = np.array([ms for _, ms in points])
-    scale = x.max(axis=0)  # condition the columns
-    scale[scale == 0] = 1.0
-    w = 1.0 / y
-    sol, _ = nnls((x / scale) * w[:, None], y * w)
-    coef = sol / scale
+
+    def solve(rows: Any) -> Any:
+        scale = x[rows].max(axis=0)  # condition the columns
+        scale[scale == 0] = 1.0
+        w = 1.0 / y[rows]
+        sol, _ = nnls((x[rows] / scale) * w[:, None], y[rows] * w)
+        return sol / scale
+
+    everything = np.arange(len(y))
+    coef = solve(everything)
     rel = np.abs(x @ coef - y) / y
-    return (
-        {k: float(c) for k, c in zip(FEATURES, coef, strict=True)},
-        {"median_rel": float(np.median(rel)), "max_rel": float(rel.max())},
-    )
+    error = {"median_rel": float(np.median(rel)), "max_rel": float(rel.max())}
+    if len(y) > len(FEATURES):  # leave-one-out: how far the fit misses a size it has not seen (noise included)
+        loo = [abs(x[i] @ solve(everything[everything != i]) - y[i]) / y[i] for i in range(len(y))]
+        error |= {"loo_median_rel": float(np.median(loo)), "loo_max_rel": float(np.max(loo))}
+    return {k: float(c) for k, c in zip(FEATURES, coef, strict=True)}, error
 
 
 @dataclass(frozen=True)
