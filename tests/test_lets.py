@@ -287,3 +287,40 @@ def test_train_lets_cli_resumes_exactly_and_stores_accuracy_table(tmp_path: Path
     assert meta["sizes"]["width"] == [16, 24, 32] and all(0 <= r["top1"] <= 1 for r in meta["accuracy"])
     bad = runner.invoke(app, [*common, "--out", str(tmp_path / "bad"), "--table-widths", "20"])
     assert bad.exit_code != 0 and "--table-widths '20' holds unsupported values [20]" in bad.output
+
+
+def test_killed_train_run_resumes_from_its_checkpoint(tmp_path: Path, lgdeploy_argv: list[str]) -> None:
+    """SIGKILL a real `lgdeploy train lets` after a checkpoint; `--resume` finishes it exactly as an unbroken run."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from learngene_deploy.learngene.io import load_learngene
+    from learngene_deploy.training import CHECKPOINT_NAME, load_checkpoint
+
+    common = [
+        *lgdeploy_argv, "train", "lets", "--data", "digits", "--img-size", "16", "--head-dim", "8",
+        "--learngene-dim", "16", "--aux-dim", "32", "--learngene-depth", "2", "--aux-depth", "4", "--max-steps", "150",
+        "--batch-size", "32", "--train-limit", "256", "--val-limit", "64", "--table-depths", "4", "--table-widths",
+        "32", "--ckpt-interval", "5", "--no-progress",
+    ]  # fmt: skip
+    killed = tmp_path / "killed"
+    checkpoint = killed / CHECKPOINT_NAME
+    with subprocess.Popen([*common, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as p:
+        deadline = time.monotonic() + 300
+        while not checkpoint.is_file() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(p.pid, signal.SIGKILL)
+    assert p.returncode == -signal.SIGKILL, "the run ended before its first checkpoint was seen"
+    assert not (killed / "learngene.safetensors").exists(), "a killed run must not leave a learngene file"
+    step = load_checkpoint(checkpoint)["step"]
+    assert 0 < step < 150 and step % 5 == 0
+
+    resumed = subprocess.run([*common, "--out", str(killed), "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = subprocess.run([*common, "--out", str(tmp_path / "straight")], capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr
+    a, b = (load_learngene(d / "learngene.safetensors") for d in (tmp_path / "straight", killed))
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
