@@ -189,6 +189,12 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
     import torch
 
     t_start = time.perf_counter()
+    if opts.finetune_steps is not None and opts.finetune_steps < 1:
+        msg = f"finetune_steps must be at least 1, got {opts.finetune_steps}; leave it unset for the default 150 steps."
+        raise ConfigError(msg)
+    if opts.finetune_epochs is not None and opts.finetune_epochs <= 0:
+        msg = f"finetune_epochs must be greater than 0, got {opts.finetune_epochs}; leave it unset for 150 steps."
+        raise ConfigError(msg)
     torch.manual_seed(opts.seed)
     profile = resolve_profile(opts.profile, opts.backend, opts.precision)
     out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name

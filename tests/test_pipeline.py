@@ -119,6 +119,30 @@ def test_existing_output_is_refused_before_any_work(learngene: Path, tmp_path: P
     assert not [p for p in tmp_path.iterdir() if PARTIAL_MARK in p.name]
 
 
+@pytest.mark.parametrize(("field", "value"), [("finetune_steps", 0), ("finetune_steps", -3), ("finetune_epochs", 0.0)])
+def test_empty_finetune_is_refused_before_any_work(learngene: Path, tmp_path: Path, field: str, value: float) -> None:
+    """Zero steps used to fall through to one full epoch; it is refused with the valid range."""
+    import dataclasses
+
+    stages: list[str] = []
+    opts = dataclasses.replace(_opts(learngene, tmp_path / "art"), **{field: value})
+    with pytest.raises(ConfigError, match=f"{field} must be"):
+        build(opts, log=lambda stage, _msg: stages.append(stage))
+    assert stages == [] and list(tmp_path.iterdir()) == []
+
+
+def test_cli_refuses_zero_finetune_steps(lgdeploy_argv: list[str], tmp_path: Path) -> None:
+    import subprocess
+
+    cases = (("--finetune-steps", "0", 2, "greater than or equal to 1"), ("--finetune-epochs", "0", 1, "must be"))
+    for flag, value, code, text in cases:  # a usage error (2, not an "internal error"), or the pipeline's sentence
+        argv = [*lgdeploy_argv, "build", "--profile", "cpu-host", flag, value]
+        run = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+        flat = " ".join(run.stderr.translate({ord(c): " " for c in "│╭╮╰╯─"}).split())  # typer boxes and wraps
+        assert run.returncode == code and text in flat, run.stderr
+        assert "internal error" not in run.stderr and list(tmp_path.iterdir()) == []
+
+
 def test_runtime_overrides_are_validated() -> None:
     profile = resolve_profile("cpu-host", "openvino", None)
     assert profile.runtime.backend == "openvino" and profile.runtime.execution_provider is None

@@ -23,6 +23,10 @@ from learngene_deploy.errors import LgdError
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in lgdeploy, not a user error
 
 
+# Recent typer vendors its own click: its usage errors (an option out of range, say) are not click's classes.
+_TYPER_USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def _debug_enabled(ctx: click.Context) -> bool:
     return bool(ctx.params.get("debug")) or os.environ.get("LGDEPLOY_DEBUG", "") not in ("", "0")
 
@@ -38,7 +42,7 @@ class _LgdGroup(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort):
+        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort, *_TYPER_USAGE_ERRORS):
             raise
         except LgdError as e:
             if _debug_enabled(ctx):

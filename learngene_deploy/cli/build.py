@@ -32,7 +32,7 @@ def build_command(
     ] = None,
     finetune_steps: Annotated[
         int | None,
-        typer.Option("--finetune-steps", min=0, help="Optimiser steps of the brief fine-tune (default 150)."),
+        typer.Option("--finetune-steps", min=1, help="Optimiser steps of the brief fine-tune (default 150)."),
     ] = None,
     finetune_epochs: Annotated[
         float | None,
