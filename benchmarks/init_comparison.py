@@ -39,6 +39,7 @@ from learngene_deploy.learngene.io import load_learngene, read_metadata
 from learngene_deploy.learngene.lets import STRATEGIES
 from learngene_deploy.models.vit import build_vit
 from learngene_deploy.shipped import resolve_learngene
+from learngene_deploy.sizing.cost import count_params
 from learngene_deploy.training import TrainConfig, evaluate, train
 
 COMMON = ["--data", "fashion-mnist", "--img-size", "28", "--patch-size", "7", "--batch-size", "128", "--lr", "2e-3"]
@@ -126,9 +127,8 @@ def main(argv: list[str] | None = None) -> None:
             model = gen.recompose(**size)
             row[f"{name}_0ep"] = evaluate(model, data.val)
             row[f"{name}_1ep"] = finetuned(model, data, cfg)
-        torch.manual_seed(args.seed)
         assert arch is not None
-        row["params"] = sum(p.numel() for p in build_vit(arch).parameters())
+        row["params"] = count_params(arch).total
         torch.manual_seed(args.seed)
         row["scratch_1ep"] = finetuned(build_vit(arch), data, cfg)
         rows.append(row)

@@ -327,6 +327,13 @@ def _build(opts: BuildOptions, profile: Any, out_dir: Path, work: BuildWork, log
     }
     checks: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
+
+    def gated(result: Any) -> Any:
+        """Record a verification result in the manifest, then stop the build if it failed."""
+        checks.append(result.to_dict())
+        gate(result)
+        return result
+
     with ArtifactWriter(out_dir, force=opts.force) as writer:
         raw = torch2onnx(
             model,
@@ -340,16 +347,7 @@ def _build(opts: BuildOptions, profile: Any, out_dir: Path, work: BuildWork, log
         fp32_tol = Tolerance(max_abs=opts.max_abs, top1_agreement=opts.min_agreement or 1.0)
         reference = torch_stage(model)
         raw_stage = _onnx_stage(raw.path, threads)
-        result = check(
-            reference,
-            raw_stage,
-            x_val,
-            reference="pytorch",
-            candidate="onnx",
-            tolerance=fp32_tol,
-        )
-        checks.append(result.to_dict())
-        gate(result)
+        result = gated(check(reference, raw_stage, x_val, reference="pytorch", candidate="onnx", tolerance=fp32_tol))
         log("export", f"{opts.exporter} opset {rt.opset}: max |Δ| {result.max_abs_diff:.2e} vs PyTorch")
 
         n_golden = -(-GOLDEN_IMAGES // budgets.batch) * budgets.batch
@@ -357,16 +355,10 @@ def _build(opts: BuildOptions, profile: Any, out_dir: Path, work: BuildWork, log
         np.savez(writer.path / GOLDEN, images=golden_x, logits=reference(golden_x), labels=y_val[:n_golden])
 
         simplified = simplify(raw, writer.path / "model.onnx", tool=opts.simplifier)
-        result = check(
-            raw_stage,
-            _onnx_stage(simplified.path, threads),
-            x_val,
-            reference="onnx",
-            candidate="onnx-simplified",
-            tolerance=fp32_tol,
+        simplified_stage = _onnx_stage(simplified.path, threads)
+        result = gated(
+            check(raw_stage, simplified_stage, x_val, reference="onnx", candidate="onnx-simplified", tolerance=fp32_tol)
         )
-        checks.append(result.to_dict())
-        gate(result)
         log("simplify", f"{opts.simplifier}: max |Δ| {result.max_abs_diff:.2e} vs exported ONNX")
 
         backend = get_backend(rt.backend)
@@ -388,28 +380,19 @@ def _build(opts: BuildOptions, profile: Any, out_dir: Path, work: BuildWork, log
             if opts.min_agreement is not None:
                 tol = dataclasses.replace(tol, top1_agreement=opts.min_agreement)
             name = f"{rt.backend}-{rt.precision}"
-            result = check(
-                reference,
-                runner,
-                x_val,
-                reference="pytorch",
-                candidate=name,
-                tolerance=tol,
-            )
-            checks.append(result.to_dict())
-            gate(result)
+            result = gated(check(reference, runner, x_val, reference="pytorch", candidate=name, tolerance=tol))
             if rt.precision == "int8":
-                accuracy = check_accuracy(
-                    reference,
-                    runner,
-                    x_val,
-                    y_val,
-                    reference="pytorch-fp32",
-                    candidate=name,
-                    max_drop_points=opts.max_int8_drop,
+                accuracy = gated(
+                    check_accuracy(
+                        reference,
+                        runner,
+                        x_val,
+                        y_val,
+                        reference="pytorch-fp32",
+                        candidate=name,
+                        max_drop_points=opts.max_int8_drop,
+                    )
                 )
-                checks.append(accuracy.to_dict())
-                gate(accuracy)
             log(
                 "compile",
                 f"{compiled.tool} {rt.precision} in {compiled.seconds:.1f} s; top-1 agreement "

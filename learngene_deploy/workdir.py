@@ -39,7 +39,6 @@ INPUTS = "inputs.json"
 LOCK = "lock"
 FINETUNE = "finetune"
 EXPORT = "export"
-CHECKPOINT = "checkpoint.pt"  # written by the training loop (training.CHECKPOINT_NAME)
 INPUTS_FORMAT = 1
 
 
@@ -70,7 +69,10 @@ class BuildWork:
 
     @property
     def checkpoint(self) -> Path:
-        return self.finetune_dir / CHECKPOINT
+        """The training loop's checkpoint file (torch is imported here, not when this module is)."""
+        from learngene_deploy.training import CHECKPOINT_NAME
+
+        return self.finetune_dir / CHECKPOINT_NAME
 
     @property
     def export_dir(self) -> Path:
@@ -148,7 +150,7 @@ class BuildWork:
         if step == 0:
             shutil.rmtree(self.finetune_dir, ignore_errors=True)
         else:  # a kill during a checkpoint write leaves its hidden temporary file (see _fs.atomic_path)
-            for tmp in self.finetune_dir.glob(f".{CHECKPOINT}.tmp*"):
+            for tmp in self.finetune_dir.glob(f".{self.checkpoint.name}.tmp*"):
                 tmp.unlink(missing_ok=True)
         with atomic_path(self.path / INPUTS) as tmp:
             tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
