@@ -279,10 +279,10 @@ def test_guard_band_is_the_leave_one_out_error() -> None:
     noisy = [(a, ms * (0.8 + 0.4 * torch.rand(1, generator=jitter).item())) for a, ms in exact]  # +-20 %
     _, clean_err = fit(exact, batch=1)
     _, noisy_err = fit(noisy, batch=1)
-    assert clean_err["loo_median_rel"] < 1e-6 and guard_band([], clean_err) < 1e-4
+    assert clean_err["loo_median_rel"] < 1e-6 and guard_band(clean_err) < 1e-4
     assert noisy_err["loo_median_rel"] >= noisy_err["median_rel"], "unseen sizes are predicted worse than fitted ones"
-    assert 0.03 < guard_band([], noisy_err) < 0.3
-    assert guard_band([], {"median_rel": 0.07}) == 0.07  # too few points for leave-one-out
+    assert 0.03 < guard_band(noisy_err) < 0.3
+    assert guard_band({"median_rel": 0.07}) == 0.07  # too few points for leave-one-out
 
 
 @pytest.mark.parametrize("content", ["not json", '{"format": "other"}', '{"format": "lgdeploy-latency-table"}'])

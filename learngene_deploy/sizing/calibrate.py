@@ -112,7 +112,7 @@ def calibrate(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     coef, error = fit([(ArchSpec.from_dict(p["arch"]), p[key]) for p in points], batch=profile.budgets.batch)
-    margin = guard_band(points, error)
+    margin = guard_band(error)
     return LatencyTable(
         profile=profile.name,
         backend=profile.runtime.backend,
@@ -129,7 +129,7 @@ def calibrate(
     )
 
 
-def guard_band(points: list[dict[str, Any]], fit_error: dict[str, float]) -> float:
+def guard_band(fit_error: dict[str, float]) -> float:
     """Relative latency margin that selection keeps below the budget: the fit's typical error on an unseen size.
 
     The median leave-one-out relative error of the fit (each calibration point predicted by a fit to the others):
@@ -139,5 +139,4 @@ def guard_band(points: list[dict[str, Any]], fit_error: dict[str, float]) -> flo
     for a leave-one-out fit. (Each point's process-to-process ``spread`` is recorded in the table for inspection;
     max/min of three rounds overstates the noise of the best-of-rounds statistic, so it is not used here.)
     """
-    del points
     return round(float(fit_error.get("loo_median_rel", fit_error.get("median_rel", 0.0))), 4)

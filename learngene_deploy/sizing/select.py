@@ -96,7 +96,7 @@ def predict(candidate: Candidate, profile: Any, predictor: LatencyPredictor) -> 
         arch = arch.replace(img_size=b.input_size)
     c = costs.estimate(arch, batch=b.batch, precision=rt.precision, backend=rt.backend)
     latency, source = predictor.predict(arch)
-    margin = max(0.0, float(getattr(predictor, "margin", 0.0)))
+    margin = max(0.0, predictor.margin)
     guarded = latency * (1 + margin)
     band = f" (+{margin:.0%} margin)" if margin else ""
     checks = [
@@ -161,10 +161,10 @@ def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredi
     notes = []
     if chosen.candidate.accuracy is None:
         notes.append("the learngene has no accuracy table: the largest fitting size was chosen")
-    if getattr(predictor, "margin", 0.0):
+    if predictor.margin:
         notes.append(
-            f"latency must fit with a {predictor.margin:.0%} guard band (the calibration's measured spread plus "
-            "the fit's median error)"
+            f"latency must fit with a {predictor.margin:.0%} guard band (the calibration fit's median error on a "
+            "size it was not fitted to)"
         )
     if predictor.kind == "roofline":
         notes.append(
