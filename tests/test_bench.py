@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from learngene_deploy.bench import LatencyStats, benchmark, benchmark_torch, clipped_mean_std
+from learngene_deploy.bench import LatencyStats, benchmark, benchmark_torch, clipped_mean_std, over_rounds
 from learngene_deploy.errors import ArtifactError, ConfigError
 from learngene_deploy.models.vit import ArchSpec
 
@@ -33,12 +33,25 @@ def test_benchmark_returns_sane_stats_from_subprocesses(compiled) -> None:
     stats = benchmark(compiled, threads=1, warmup=2, min_runs=5, min_time_s=0.05, rounds=2)
     assert stats.backend == "onnxruntime" and stats.precision == "fp32" and stats.batch == 1 and stats.threads == 1
     assert stats.rounds == 2 and len(stats.round_p50_ms) == 2 and stats.p50_ms == min(stats.round_p50_ms)
+    assert stats.p90_ms == min(stats.round_p90_ms) and stats.p99_ms == min(stats.round_p99_ms)
+    assert len(stats.round_p90_ms) == len(stats.round_p99_ms) == 2
     assert stats.runs >= 5 and stats.seconds >= 0.05
     assert 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms <= stats.max_ms
     assert stats.min_ms <= stats.mean_ms <= stats.max_ms and stats.std_ms >= 0
     assert stats.throughput_ips > 0 and stats.load_s > 0
     assert stats.peak_rss_mb > stats.model_rss_mb >= 0
     assert LatencyStats.from_dict(json.loads(json.dumps(stats.to_dict()))) == stats
+
+
+def test_statistics_are_selected_over_rounds() -> None:
+    assert over_rounds([3.0, 1.0, 2.0], "best") == 1.0 and over_rounds([3.0, 1.0, 2.0], "median") == 2.0
+    assert over_rounds([4.0, 1.0, 2.0, 3.0], "median") == 2.0  # the lower middle, like the median p50 round
+
+
+def test_stats_written_before_round_tails_were_kept_still_load(compiled) -> None:
+    stats = benchmark(compiled, threads=1, warmup=0, min_runs=2, min_time_s=0, rounds=1)
+    old = {k: v for k, v in stats.to_dict().items() if k not in ("round_p90_ms", "round_p99_ms")}
+    assert LatencyStats.from_dict(old).round_p90_ms == () and LatencyStats.from_dict(old).p90_ms == stats.p90_ms
 
 
 def test_worker_errors_come_back(compiled, tmp_path) -> None:

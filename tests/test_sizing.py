@@ -281,8 +281,34 @@ def test_guard_band_is_the_leave_one_out_error() -> None:
     _, noisy_err = fit(noisy, batch=1)
     assert clean_err["loo_median_rel"] < 1e-6 and guard_band(clean_err) < 1e-4
     assert noisy_err["loo_median_rel"] >= noisy_err["median_rel"], "unseen sizes are predicted worse than fitted ones"
-    assert 0.03 < guard_band(noisy_err) < 0.3
-    assert guard_band({"median_rel": 0.07}) == 0.07  # too few points for leave-one-out
+    assert 0.03 < guard_band(noisy_err) < 0.5
+    assert guard_band(noisy_err, 0.5) == 0.0 < guard_band(noisy_err, 0.8) < guard_band(noisy_err, 0.95)
+    # too few points for leave-one-out: the in-sample median error, scaled the same way (z(0.9) x 1.4826)
+    assert guard_band({"median_rel": 0.07}) == pytest.approx(0.07 * 1.2816 * 1.4826, abs=1e-3)
+    with pytest.raises(ProfileError, match=r"confidence must be in \[0.5, 1\)"):
+        guard_band(noisy_err, 1.0)
+
+
+@pytest.mark.parametrize("confidence", [0.5, 0.9])
+def test_guard_band_meets_budgets_as_often_as_promised(confidence: float) -> None:
+    """Calibrate on noisy measurements, then re-measure unseen sizes: the band holds about `confidence` of them."""
+    import numpy as np
+
+    from learngene_deploy.sizing.calibrate import guard_band
+
+    truth = _synthetic_points([0.3, 0.05, 9.0, 20.0, 0.002])
+    rng = np.random.default_rng(0)
+    held = []
+    for _ in range(60):
+        order = rng.permutation(len(truth))
+        calib = [(truth[i][0], truth[i][1] * rng.lognormal(0, 0.06)) for i in order[:12]]
+        coef, err = fit(calib, batch=1)
+        band = guard_band(err, confidence)
+        for i in order[12:]:
+            arch, ms = truth[i]
+            predicted = sum(coef[k] * f for k, f in zip(FEATURES, features(arch, 1), strict=True))
+            held.append(ms * rng.lognormal(0, 0.06) <= predicted * (1 + band))
+    assert abs(np.mean(held) - confidence) < 0.07, f"{np.mean(held):.3f} of re-measured sizes met the budget"
 
 
 @pytest.mark.parametrize("content", ["not json", '{"format": "other"}', '{"format": "lgdeploy-latency-table"}'])
@@ -323,4 +349,6 @@ def test_calibrate_writes_a_table_that_select_uses(tmp_path: Path) -> None:
     measured = table.points[0]
     assert predictor.predict(ArchSpec.from_dict(measured["arch"])) == (measured["p90_ms"], "measured")
     assert all(len(p["round_p50_ms"]) == 1 and p["spread"] == 0.0 for p in table.points), "one round: no spread"
-    assert table.margin == pytest.approx(table.fit_error["median_rel"], abs=1e-4), "5 points: no leave-one-out"
+    assert table.margin_confidence == 0.9, "the default confidence is recorded with the band"
+    five_points = table.fit_error["median_rel"] * 1.2816 * 1.4826  # no leave-one-out with 5 points
+    assert table.margin == pytest.approx(five_points, abs=1e-3)

@@ -148,15 +148,27 @@ def calibrate(
     learngene: Annotated[
         str | None, typer.Option("--learngene", "-l", help="Learngene whose sizes are timed (default: shipped).")
     ] = None,
-    sizes: Annotated[int, typer.Option("--sizes", min=5, help="Distinct sizes to time (spread over FLOPs).")] = 8,
+    sizes: Annotated[int, typer.Option("--sizes", min=5, help="Distinct sizes to time (spread over FLOPs).")] = 12,
     runs: Annotated[int, typer.Option("--runs", min=5, help="Timed runs per process.")] = 50,
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Fresh processes per size (best is kept).")] = 3,
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, help="Fresh processes per size (the lowest p50/p90/p99 is kept).")
+    ] = 3,
+    confidence: Annotated[
+        float,
+        typer.Option(
+            "--confidence",
+            min=0.5,
+            max=0.999,
+            help="Chance that a selected size meets its latency budget; sets the table's guard band.",
+        ),
+    ] = 0.9,
 ) -> None:
     """Measure this machine (run it on the target) with the profile's runtime and write a latency table."""
     from pathlib import Path
 
     from learngene_deploy.cli._console import stderr
     from learngene_deploy.learngene.io import read_metadata
+    from learngene_deploy.models.vit import ArchSpec
     from learngene_deploy.profile import load_profile
     from learngene_deploy.shipped import resolve_learngene
     from learngene_deploy.sizing.calibrate import calibrate as run_calibration
@@ -170,16 +182,22 @@ def calibrate(
     console = stderr()
     console.print(f"calibrating {p.name}: {p.runtime.backend} {p.runtime.precision}, threads {p.threads_label}")
 
-    def progress(i: int, total: int, arch, point) -> None:
-        console.print(
-            f"  [{i}/{total}] {arch.name}: p50 {point['p50_ms']:.3g} ms, p90 {point['p90_ms']:.3g} ms, "
-            f"p99 {point['p99_ms']:.3g} ms"
-        )
+    def progress(line: str) -> None:
+        console.print(f"  {line}")
 
-    table = run_calibration(p, candidates, sizes=sizes, runs=runs, rounds=rounds, progress=progress)
+    table = run_calibration(
+        p, candidates, sizes=sizes, runs=runs, rounds=rounds, confidence=confidence, progress=progress
+    )
     table.save(target)
+    for pt in table.points:
+        console.print(
+            f"  {ArchSpec.from_dict(pt['arch']).name}: p50 {pt['p50_ms']:.3g} ms, p90 {pt['p90_ms']:.3g} ms, "
+            f"p99 {pt['p99_ms']:.3g} ms"
+        )
     err = table.fit_error
     typer.echo(
         f"wrote {target}: {len(table.points)} sizes measured, fit error median {100 * err['median_rel']:.1f}%, "
-        f"max {100 * err['max_rel']:.1f}%; add `latency_table: {target.name}` to the profile (path relative to it)."
+        f"max {100 * err['max_rel']:.1f}%, latency guard band {100 * table.margin:.0f}% "
+        f"(for {confidence:.0%} of selected sizes to meet their budget); "
+        f"add `latency_table: {target.name}` to the profile (path relative to it)."
     )

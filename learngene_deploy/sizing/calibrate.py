@@ -3,7 +3,10 @@
 Run it on the target (``lgdeploy profiles calibrate NAME --out FILE``); reference the file from the profile's
 ``latency_table`` key and every later ``select``/``build`` predicts from it. Latency does not depend on weight
 values, so each size is a randomly initialised timm ViT of the candidate's architecture, exported, simplified
-and compiled exactly as a build would, and benchmarked in fresh processes (best of ``rounds``).
+and compiled exactly as a build would, and benchmarked in fresh processes: each percentile is the lowest of
+``rounds`` processes, the statistic a build's budget check measures too (:func:`learngene_deploy.bench.benchmark`).
+The rounds are interleaved over the sizes (round 1 of every size, then round 2, ...), so that a slow phase of a
+shared machine cannot fall on every round of one size.
 """
 
 from __future__ import annotations
@@ -13,11 +16,20 @@ import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
 
+from learngene_deploy.errors import ProfileError
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.sizing.latency import FEATURES, LatencyTable, fit
 from learngene_deploy.sizing.select import Candidate
+
+DEFAULT_CONFIDENCE = 0.9  # a selected size meets its latency budget 9 times in 10 (by the calibration's errors)
+ROBUST_SIGMA = 1.4826  # standard deviation of a normal distribution per unit of median absolute deviation
+
+if TYPE_CHECKING:
+    from learngene_deploy.backends.base import Compiled
+    from learngene_deploy.bench import LatencyStats
 
 
 def spread(candidates: list[Candidate], count: int) -> list[ArchSpec]:
@@ -31,21 +43,12 @@ def spread(candidates: list[Candidate], count: int) -> list[ArchSpec]:
     return [archs[i] for i in picks]
 
 
-def measure(
-    arch: ArchSpec,
-    profile: Any,
-    workdir: Path,
-    *,
-    runs: int = 50,
-    rounds: int = 3,
-    min_time_s: float = 1.0,
-) -> dict[str, Any]:
-    """Export, compile and benchmark one random-weight model of ``arch`` as the profile's runtime runs it."""
+def compile_size(arch: ArchSpec, profile: Any, workdir: Path) -> Compiled:
+    """Export, simplify and compile one random-weight model of ``arch`` as the profile's runtime runs it."""
     import numpy as np
     import torch
 
     from learngene_deploy.backends import get_backend
-    from learngene_deploy.bench import benchmark
     from learngene_deploy.export import simplify, torch2onnx
     from learngene_deploy.models.vit import build_vit
 
@@ -57,12 +60,14 @@ def measure(
     shape = (b.batch, arch.in_chans, arch.img_size, arch.img_size)
     raw = torch2onnx(model, input_shape=shape, out_path=out / "raw.onnx", opset=rt.opset, exporter="legacy")
     onnx_model = simplify(raw, out / "model.onnx")
-    backend = get_backend(rt.backend)
     calibration = np.random.default_rng(0).standard_normal((b.batch * 8, *shape[1:]), dtype=np.float32)
-    compiled = backend.compile(
+    return get_backend(rt.backend).compile(
         onnx_model.path, out, precision=rt.precision, profile=profile, calibration_data=calibration
     )
-    stats = benchmark(compiled, threads=rt.threads, batch=b.batch, min_runs=runs, rounds=rounds, min_time_s=min_time_s)
+
+
+def point(arch: ArchSpec, stats: LatencyStats) -> dict[str, Any]:
+    """One measured size as a latency-table point."""
     return {
         "arch": arch.to_dict(),
         "p50_ms": stats.p50_ms,
@@ -72,29 +77,76 @@ def measure(
         "runs": stats.runs,
         "rounds": stats.rounds,
         "round_p50_ms": list(stats.round_p50_ms),
+        "round_p90_ms": list(stats.round_p90_ms),
+        "round_p99_ms": list(stats.round_p99_ms),
         # process-to-process spread: how far the slowest round is above the best one (a re-measurement's noise)
         "spread": max(stats.round_p50_ms) / min(stats.round_p50_ms) - 1 if stats.round_p50_ms else 0.0,
     }
+
+
+def measure(
+    archs: list[ArchSpec],
+    profile: Any,
+    workdir: Path,
+    *,
+    runs: int = 50,
+    rounds: int = 3,
+    min_time_s: float = 1.0,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Compile every size, then time them with interleaved rounds (:func:`learngene_deploy.bench.benchmark_many`).
+
+    Args:
+        progress: called with a short line after each size is compiled and after each pass over the sizes.
+
+    Returns:
+        One latency-table point per size, in order.
+    """
+    from learngene_deploy.bench import benchmark_many
+
+    compiled = []
+    for i, arch in enumerate(archs):
+        compiled.append(compile_size(arch, profile, workdir))
+        if progress is not None:
+            progress(f"compiled {i + 1}/{len(archs)}: {arch.name}")
+
+    def tick(done: int, total: int) -> None:
+        if progress is not None and done % len(archs) == 0:
+            progress(f"timed round {done // len(archs)}/{rounds} of every size")
+
+    stats = benchmark_many(
+        compiled,
+        threads=profile.runtime.threads,
+        min_runs=runs,
+        rounds=rounds,
+        min_time_s=min_time_s,
+        progress=tick,
+    )
+    return [point(arch, st) for arch, st in zip(archs, stats, strict=True)]
 
 
 def calibrate(
     profile: Any,
     candidates: list[Candidate],
     *,
-    sizes: int = 8,
+    sizes: int = 12,
     runs: int = 50,
     rounds: int = 3,
     min_time_s: float = 1.0,
-    progress: Callable[[int, int, ArchSpec, dict[str, Any]], None] | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+    progress: Callable[[str], None] | None = None,
 ) -> LatencyTable:
     """Time ``sizes`` of the candidates on this machine and fit the per-device latency model.
 
     Args:
         profile: the device profile (its runtime, precision, threads, batch and percentile are used).
         candidates: sizes the learngene offers.
-        sizes: how many distinct architectures to time (at least the number of fitted coefficients, 5).
-        runs: timed runs per process; rounds: fresh processes per size (the best round is kept).
-        progress: called after each size with (index, total, arch, point).
+        sizes: how many distinct architectures to time (at least the number of fitted coefficients, 5, and
+            more make the leave-one-out error behind the guard band trustworthy).
+        runs: timed runs per process; rounds: fresh processes per size, interleaved over the sizes (each
+            percentile is the lowest of the rounds).
+        confidence: how likely a selected size should meet its latency budget; sets the guard band.
+        progress: called with a short line as the work goes on.
     """
     from learngene_deploy.artifact import host_facts
 
@@ -102,17 +154,12 @@ def calibrate(
     percentile = profile.budgets.percentile
     key = f"p{percentile}_ms" if percentile in (50, 90, 99) else "p99_ms"  # p95 is fitted on p99 (conservative)
     workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-calibrate-"))
-    points = []
     try:
-        for i, arch in enumerate(archs):
-            point = measure(arch, profile, workdir, runs=runs, rounds=rounds, min_time_s=min_time_s)
-            points.append(point)
-            if progress is not None:
-                progress(i + 1, len(archs), arch, point)
+        points = measure(archs, profile, workdir, runs=runs, rounds=rounds, min_time_s=min_time_s, progress=progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     coef, error = fit([(ArchSpec.from_dict(p["arch"]), p[key]) for p in points], batch=profile.budgets.batch)
-    margin = guard_band(error)
+    margin = guard_band(error, confidence)
     return LatencyTable(
         profile=profile.name,
         backend=profile.runtime.backend,
@@ -126,17 +173,23 @@ def calibrate(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         fit_error=error,
         margin=margin,
+        margin_confidence=confidence,
     )
 
 
-def guard_band(fit_error: dict[str, float]) -> float:
-    """Relative latency margin that selection keeps below the budget: the fit's typical error on an unseen size.
+def guard_band(fit_error: dict[str, float], confidence: float = DEFAULT_CONFIDENCE) -> float:
+    """Relative latency margin that selection keeps below the budget, so a chosen size meets it with ``confidence``.
 
-    The median leave-one-out relative error of the fit (each calibration point predicted by a fit to the others):
-    it holds both how far the per-device model misses and how much a measurement of the same model moves
-    between processes. Selecting at ``predicted x (1 + margin) <= budget`` makes a chosen model that lands at its
-    typical error still meet the budget. Falls back to the in-sample median error when there are too few points
-    for a leave-one-out fit. (Each point's process-to-process ``spread`` is recorded in the table for inspection;
-    max/min of three rounds overstates the noise of the best-of-rounds statistic, so it is not used here.)
+    The fit's error on a size it has not seen is estimated by leave-one-out (each calibration point predicted by
+    a fit to the others), which holds both how far the per-device model misses and how much a measurement of
+    the same model moves between processes. Taking that error as normal, its scale is 1.4826 x the median
+    absolute leave-one-out error (a robust estimate: one stray point does not inflate it), and selecting at
+    ``predicted x (1 + margin) <= budget`` with ``margin = z(confidence) x scale`` leaves a one-sided
+    ``confidence`` chance that the chosen size's measurement stays within its budget. ``confidence`` 0.5 gives
+    no margin. With too few points for leave-one-out, the in-sample median error is used (an underestimate).
     """
-    return round(float(fit_error.get("loo_median_rel", fit_error.get("median_rel", 0.0))), 4)
+    if not 0.5 <= confidence < 1:
+        msg = f"confidence must be in [0.5, 1), got {confidence}; 0.9 means 9 in 10 chosen sizes meet the budget."
+        raise ProfileError(msg)
+    typical = float(fit_error.get("loo_median_rel", fit_error.get("median_rel", 0.0)))
+    return round(NormalDist().inv_cdf(confidence) * ROBUST_SIGMA * typical, 4)

@@ -37,6 +37,7 @@ FEATURES = ("const", "blocks", "linear_gflop", "attention_gflop", "activation_me
 class LatencyPredictor(Protocol):
     kind: str
     margin: float  # relative guard band: a candidate fits when predicted x (1 + margin) <= the budget
+    margin_confidence: float | None  # the chance of meeting the budget the margin was set for, when known
 
     def predict(self, arch: ArchSpec) -> tuple[float, str]:
         """(latency in ms at the profile's percentile, where the number comes from)."""
@@ -62,6 +63,7 @@ class RooflinePredictor:
     percentile: int
     kind: str = "roofline"
     margin: float = 0.0  # the roofline's error is not known per device; calibrate to get a measured margin
+    margin_confidence: float | None = None
 
     @classmethod
     def for_profile(cls, profile: Any) -> RooflinePredictor:
@@ -99,6 +101,7 @@ class LatencyTable:
     created: str = ""
     fit_error: dict[str, float] = field(default_factory=dict)  # relative error of the fit on its own points
     margin: float = 0.0  # relative guard band kept below latency budgets (calibrate.guard_band)
+    margin_confidence: float | None = None  # the chance of meeting a budget that the margin was set for
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +118,7 @@ class LatencyTable:
             "coef": self.coef,
             "fit_error": self.fit_error,
             "margin": self.margin,
+            "margin_confidence": self.margin_confidence,
             "points": self.points,
         }
 
@@ -155,6 +159,7 @@ class LatencyTable:
                 created=str(data.get("created", "")),
                 fit_error=dict(data.get("fit_error", {})),
                 margin=float(data.get("margin", 0.0)),
+                margin_confidence=data.get("margin_confidence"),
             )
         except (KeyError, TypeError, ValueError) as e:
             msg = (
@@ -210,6 +215,10 @@ class TablePredictor:
     @property
     def margin(self) -> float:
         return self.table.margin
+
+    @property
+    def margin_confidence(self) -> float | None:
+        return self.table.margin_confidence
 
     def predict(self, arch: ArchSpec) -> tuple[float, str]:
         key = f"p{self.percentile}_ms"

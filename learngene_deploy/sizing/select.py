@@ -162,9 +162,14 @@ def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredi
     if chosen.candidate.accuracy is None:
         notes.append("the learngene has no accuracy table: the largest fitting size was chosen")
     if predictor.margin:
+        odds = (
+            f"set so that a chosen size meets its budget with about {predictor.margin_confidence:.0%} probability"
+            if predictor.margin_confidence
+            else "set from the fit's median error"
+        )
         notes.append(
-            f"latency must fit with a {predictor.margin:.0%} guard band (the calibration fit's median error on a "
-            "size it was not fitted to)"
+            f"latency must fit with a {predictor.margin:.0%} guard band ({odds}, judged by the calibration fit's "
+            "errors on sizes it was not fitted to)"
         )
     if predictor.kind == "roofline":
         notes.append(
