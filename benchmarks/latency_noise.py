@@ -28,15 +28,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+from latency_prediction import learngene_metadata  # the same random LeTs learngene shape (run from benchmarks/)
 
 from learngene_deploy import bench
-from learngene_deploy.backends import get_backend
-from learngene_deploy.export import simplify, torch2onnx
-from learngene_deploy.models.vit import ArchSpec, build_vit
 from learngene_deploy.pipeline import resolve_profile
+from learngene_deploy.sizing.calibrate import compile_size
+from learngene_deploy.sizing.candidates import candidates_from_metadata
+
+
+def vit_small(workdir: Path) -> dict:
+    return learngene_metadata(workdir, "vit-small")
+
 
 SIZES = [(2, 192), (4, 128), (8, 160)]  # (depth, width): about 1, 1.3 and 3.5 ms with ONNX Runtime on 2 cores
-BASE = ArchSpec(img_size=32, patch_size=4, embed_dim=96, depth=1, num_heads=3, num_classes=10)
 
 ESTIMATORS = {
     "p90 of best-p50 round": lambda g: g[int(np.argmin(g[:, 0])), 1],
@@ -45,21 +49,6 @@ ESTIMATORS = {
     "lowest p50": lambda g: g[:, 0].min(),
     "median p50": lambda g: float(np.median(g[:, 0])),
 }
-
-
-def compile_size(depth: int, width: int, runtime: str, workdir: Path):
-    import torch
-
-    profile = resolve_profile("cpu-host", runtime, None)
-    arch = BASE.replace(depth=depth, embed_dim=width, num_heads=width // 32)
-    out = workdir / f"{runtime}-{arch.name}"
-    out.mkdir(parents=True)
-    torch.manual_seed(0)
-    shape = (1, 3, arch.img_size, arch.img_size)
-    raw = torch2onnx(build_vit(arch).eval(), input_shape=shape, out_path=out / "raw.onnx", exporter="legacy")
-    model = simplify(raw, out / "model.onnx")
-    compiled = get_backend(runtime).compile(model.path, out, precision="fp32", profile=profile)
-    return arch, compiled, profile
 
 
 def main() -> None:
@@ -71,13 +60,17 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=500, help="random groups drawn per size")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency_noise.json"))
     args = parser.parse_args()
+    if args.processes <= args.rounds:
+        parser.error(f"--processes ({args.processes}) must exceed --rounds ({args.rounds}) to draw different groups")
     workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-noise-"))
     print(f"load: {Path('/proc/loadavg').read_text().strip()}")
     start, rng = time.time(), random.Random(0)
     results: dict = {"processes": args.processes, "rounds": args.rounds, "sizes": {}}
+    archs = {(c.arch.depth, c.arch.embed_dim): c.arch for c in candidates_from_metadata(vit_small(workdir))}
     for runtime in args.runtimes:
         for depth, width in SIZES:
-            arch, compiled, profile = compile_size(depth, width, runtime, workdir)
+            arch, profile = archs[depth, width], resolve_profile("cpu-host", runtime, None)
+            compiled = compile_size(arch, profile, workdir / runtime)
             spec = {"kind": "compiled", "compiled": compiled.to_dict(), "input_shape": list(compiled.input_shape),
                     "threads": profile.runtime.threads, "batch": 1, "warmup": 10, "min_runs": args.runs,
                     "min_time_s": 1.0}  # fmt: skip

@@ -8,9 +8,10 @@ Several rounds guard against this kind of machine's bimodal 2-thread latency (do
 process gets either 2-thread or ~1-thread speed); the best round (lowest p50) is reported by default,
 with every round's p50, p90 and p99 kept. The tail percentiles are taken over the rounds the same way
 as the p50 (the lowest p90 of the rounds for ``"best"``, the median one for ``"median"``): a round's p90
-is moved by a few stray interruptions far more than its p50, and measured 15 times per model on this
-machine, "lowest p90 of 3 rounds" varied 2-5 % (coefficient of variation) where "p90 of the lowest-p50
-round" varied 2-15 %. Calibration tables and budget checks use these same statistics.
+is moved by a few stray interruptions far more than its p50; on this project's shared 2-core machine the
+lowest p90 of 3 rounds varied as little as or less than the lowest-p50 round's own p90 for every size
+measured (benchmarks/latency_noise.py, docs/latency.md). Calibration tables and budget checks use these same
+statistics.
 
 Percentiles come from all timed runs; ``mean_ms``/``std_ms`` are after 3-sigma clipping (stray
 interruptions on a shared machine would otherwise dominate them). Memory is the worker's peak resident

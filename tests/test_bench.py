@@ -54,6 +54,34 @@ def test_stats_written_before_round_tails_were_kept_still_load(compiled) -> None
     assert LatencyStats.from_dict(old).round_p90_ms == () and LatencyStats.from_dict(old).p90_ms == stats.p90_ms
 
 
+def test_benchmark_many_interleaves_rounds_over_models(compiled, tmp_path, monkeypatch) -> None:
+    """Round 1 of every model, then round 2: a slow phase of the machine cannot hit every round of one model."""
+
+    from learngene_deploy import bench
+    from learngene_deploy.backends import get_backend
+    from learngene_deploy.export import torch2onnx
+    from learngene_deploy.models.vit import build_vit
+
+    small = ARCH.replace(depth=1)
+    onnx = torch2onnx(build_vit(small), input_shape=(1, 3, 32, 32), out_path=tmp_path / "m.onnx", exporter="legacy")
+    other = get_backend("onnxruntime").compile(onnx.path, tmp_path / "ort", precision="fp32")
+    order, ticks, real = [], [], bench._run_round
+
+    def spy(spec, timeout_s):  # records the order, runs the real worker
+        order.append(spec["compiled"]["model_path"])
+        return real(spec, timeout_s)
+
+    monkeypatch.setattr(bench, "_run_round", spy)
+    stats = bench.benchmark_many(
+        [compiled, other], threads=1, warmup=1, min_runs=3, min_time_s=0, rounds=2, progress=lambda *a: ticks.append(a)
+    )
+    a, b = str(compiled.model_path), str(other.model_path)
+    assert a != b and order == [a, b, a, b]
+    assert ticks == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [s.model_path for s in stats] == [a, b] and all(s.rounds == 2 for s in stats)
+    assert all(s.p90_ms == min(s.round_p90_ms) and s.p50_ms == min(s.round_p50_ms) for s in stats)
+
+
 def test_worker_errors_come_back(compiled, tmp_path) -> None:
     broken = replace(compiled, model_path=tmp_path / "missing.onnx")
     with pytest.raises(ArtifactError, match="benchmark worker exited"):
