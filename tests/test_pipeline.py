@@ -279,7 +279,8 @@ def test_cli_gate_failure_is_one_sentence_and_leaves_nothing(learngene: Path, tm
 # What a manifest measures rather than what the build made: times, latencies and memory of this run on this
 # (possibly busy) machine. Everything else must come out identical from the same inputs and seed.
 BENCHMARK_MEASURED = ("load_s", "seconds", "runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
-                      "max_ms", "throughput_ips", "peak_rss_mb", "model_rss_mb", "round_p50_ms")  # fmt: skip
+                      "max_ms", "throughput_ips", "peak_rss_mb", "model_rss_mb", "round_p50_ms", "round_p90_ms",
+                      "round_p99_ms")  # fmt: skip
 MEASURED: tuple[tuple[str, ...], ...] = (
     ("created",),  # when finalize ran
     ("wall_time_s",),
