@@ -9,9 +9,6 @@
    uses at least 75% of it. The "best measured" column is what selection would choose from the sizes
    measured so far (calibration and held-out) if it knew their latencies: how much of the budget the grid of
    sizes allows (a lower bound; sizes never measured are left out).
-4. The same budgets with `lgdeploy select --measure` (unless `--no-confirm`): the choice and the best-ranked
-   sizes the guard band alone ruled out are timed, selection runs again on those measurements, and the
-   confirmed choice is measured `--checks` times alongside the predicted one.
 
 Latency does not depend on weight values, so the learngene's sizes are timed as random-weight models.
 `--shape shipped` (default) times the shipped LeTs learngene's sizes (depths x widths give a fine grid;
@@ -39,7 +36,6 @@ from learngene_deploy.pipeline import resolve_profile
 from learngene_deploy.shipped import list_shipped_learngenes
 from learngene_deploy.sizing.calibrate import calibrate, measure, spread
 from learngene_deploy.sizing.candidates import candidates_from_metadata
-from learngene_deploy.sizing.confirm import confirm, measure_here
 from learngene_deploy.sizing.latency import RooflinePredictor, TablePredictor
 from learngene_deploy.sizing.select import select
 
@@ -90,10 +86,6 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--checks", type=int, default=3, help="independent measurements of each chosen model")
-    parser.add_argument(
-        "--no-confirm", dest="confirm", action="store_false",
-        help="skip the `select --measure` variant (which times the choice and near-budget sizes before choosing)",
-    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="fewer runs and rounds (a few minutes)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency_prediction.json"))
     args = parser.parse_args()
@@ -166,43 +158,29 @@ def main() -> None:
                 }
             except SelectionError as e:  # the guard band rules out every size: a failed budget, not a crash
                 row |= {"chosen": None, "error": str(e)}
-            if args.confirm:  # `lgdeploy select --measure`: time the choice and near-budget sizes, choose again
-                try:
-                    done = confirm(candidates, tight, measure_here(tight, runs=args.runs, rounds=args.rounds),
-                                   predictor=fitted).chosen  # fmt: skip
-                    row["confirmed"] = {"chosen": done.candidate.label, "arch": done.candidate.arch,
-                                        "latency_ms": done.latency_ms, "source": done.latency_source}  # fmt: skip
-                except SelectionError as e:
-                    row["confirmed"] = {"chosen": None, "error": str(e)}
             budget_rows.append({"budget_ms": budget} | row)
-        # Measure the chosen models: `--checks` independent measurements, each interleaving all chosen models.
-        picks = [r for r in budget_rows] + [r["confirmed"] for r in budget_rows if "confirmed" in r]
-        chosen_archs = list({r["arch"].name: r["arch"] for r in picks if r["chosen"]}.values())
+        # Measure the chosen models: `--checks` independent measurements, each interleaving the chosen models.
+        chosen_archs = list({r["arch"].name: r["arch"] for r in budget_rows if r["chosen"]}.values())
         checks = []
         for _ in range(args.checks if chosen_archs else 0):
             points = measure(chosen_archs, profile, workdir, runs=args.runs, rounds=args.rounds)
             checks.append({a.name: pt[key] for a, pt in zip(chosen_archs, points, strict=True)})
-        for r, budget in [(r, r["budget_ms"]) for r in budget_rows] + [
-            (r["confirmed"], r["budget_ms"]) for r in budget_rows if "confirmed" in r
-        ]:
+        for r in budget_rows:
             arch = r.pop("arch", None)
             measured = [c[arch.name] for c in checks] if arch else []
             r["measured_ms"] = measured
-            r["met"] = sum(m <= budget for m in measured)
-            r["used"] = [m / budget for m in measured]
+            r["met"] = sum(m <= r["budget_ms"] for m in measured)
+            r["used"] = [m / r["budget_ms"] for m in measured]
         results["runtimes"][runtime] = {"table": table.to_dict(), "held_out": rows, "summary": summary,
                                         "budgets": budget_rows}  # fmt: skip
     rows = [b for r in results["runtimes"].values() for b in r["budgets"]]
-    for name, pick in (("checks", lambda b: b), ("confirmed_checks", lambda b: b.get("confirmed"))):
-        picked = [(b["budget_ms"], pick(b)) for b in rows if pick(b) is not None]
-        checks = [(m <= budget, m / budget) for budget, r in picked for m in r["measured_ms"]]
-        if picked:
-            results[name] = {
-                "budgets": len(picked),
-                "total": len(picked) * args.checks,  # a budget where nothing fits fails every check
-                "met": sum(ok for ok, _ in checks),
-                "met_and_used_75": sum(ok and u >= 0.75 for ok, u in checks),
-            }
+    checks = [(m <= b["budget_ms"], m / b["budget_ms"]) for b in rows for m in b["measured_ms"]]
+    results["checks"] = {
+        "budgets": len(rows),
+        "total": len(rows) * args.checks,  # a budget where nothing fits fails every check
+        "met": sum(ok for ok, _ in checks),
+        "met_and_used_75": sum(ok and u >= 0.75 for ok, u in checks),
+    }
     results["wall_time_s"] = time.time() - start
     results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -237,24 +215,11 @@ def main() -> None:
                 f"{b['predicted_ms']:>8.3f} {measured:>26} {b['met']:>3}/{len(b['measured_ms'])} {used:>18} "
                 f"{100 * b['best_measured_used']:>12.0f}%"
             )
-            c = b.get("confirmed")
-            if c and c["chosen"]:
-                measured = " ".join(f"{m:.3f}" for m in c["measured_ms"])
-                used = " ".join(f"{100 * u:.0f}%" for u in c["used"])
-                label = "  confirmed: " + c["chosen"].replace(" strategy=continuous", "")
-                print(
-                    f"{'':<12} {'':>9} {label:<28} {c['latency_ms']:>8.3f} {measured:>26} "
-                    f"{c['met']:>3}/{len(c['measured_ms'])} {used:>18}"
-                )
-            elif c:
-                print(f"{'':<12} {'':>9}   confirmed: nothing fits ({c['error']})")
-    for name, label in (("checks", "chosen by prediction"), ("confirmed_checks", "confirmed by measurement")):
-        if name in results:
-            c = results[name]
-            print(
-                f"{label}: {c['budgets']} budgets x {args.checks} checks: budget met in {c['met']}/{c['total']}, "
-                f"met and >= 75% used in {c['met_and_used_75']}/{c['total']}"
-            )
+    c = results["checks"]
+    print(
+        f"\n{c['budgets']} budgets x {args.checks} checks: budget met in {c['met']}/{c['total']}, "
+        f"met and >= 75% used in {c['met_and_used_75']}/{c['total']}"
+    )
     print(f"\nwrote {args.out} ({results['wall_time_s']:.0f} s)")
 
 

@@ -18,14 +18,6 @@ def select_command(
     as_json: Annotated[
         bool, typer.Option("--json", help='Print {"chosen": {...}, "candidates": [...]} for scripts.')
     ] = False,
-    measure: Annotated[
-        bool,
-        typer.Option(
-            "--measure",
-            help="Also time the choice and the best near-budget sizes on this machine, and choose again (profiles "
-            "with host: true and a latency table; about 10 s per size).",
-        ),
-    ] = False,
 ) -> None:
     """Predict memory, latency and accuracy of every size a learngene offers, and choose one for a device."""
     from learngene_deploy.learngene.io import read_metadata
@@ -36,15 +28,7 @@ def select_command(
 
     p = load_profile(profile)
     path = resolve_learngene(learngene)
-    candidates = candidates_from_metadata(read_metadata(path))
-    if measure:
-        from learngene_deploy.cli._console import stderr
-        from learngene_deploy.sizing.confirm import confirm, measure_here
-
-        console = stderr()
-        selection = confirm(candidates, p, measure_here(p), progress=lambda line: console.print(line))
-    else:
-        selection = select(candidates, p)
+    selection = select(candidates_from_metadata(read_metadata(path)), p)
     if as_json:
         typer.echo(json.dumps({"learngene": str(path), **selection.to_dict()}, indent=2))
         return
@@ -91,7 +75,7 @@ def select_command(
     console.print("► chosen   * on the accuracy/latency Pareto front")
     console.print(
         f"chosen: {chosen.candidate.label} ({chosen.params / 1e6:.3f}M parameters, "
-        f"{chosen.latency_ms:.3g} ms {'measured' if chosen.latency_source == 'measured here' else 'predicted'}, "
+        f"{chosen.latency_ms:.3g} ms predicted, "
         + (
             "accuracy unknown"
             if chosen.candidate.accuracy is None

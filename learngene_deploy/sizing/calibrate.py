@@ -152,7 +152,7 @@ def calibrate(
 
     archs = spread(candidates, max(sizes, len(FEATURES)))
     percentile = profile.budgets.percentile
-    key = percentile_key(percentile)
+    key = f"p{percentile}_ms" if percentile in (50, 90, 99) else "p99_ms"  # p95 is fitted on p99 (conservative)
     workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-calibrate-"))
     try:
         points = measure(archs, profile, workdir, runs=runs, rounds=rounds, min_time_s=min_time_s, progress=progress)
@@ -175,11 +175,6 @@ def calibrate(
         margin=margin,
         margin_confidence=confidence,
     )
-
-
-def percentile_key(percentile: int) -> str:
-    """The measured statistic that stands for a budget's percentile (p95 uses p99, which is conservative)."""
-    return f"p{percentile}_ms" if percentile in (50, 90, 99) else "p99_ms"
 
 
 def guard_band(fit_error: dict[str, float], confidence: float = DEFAULT_CONFIDENCE) -> float:

@@ -131,8 +131,7 @@ def _pareto(predictions: list[Prediction]) -> list[Prediction]:
     return [replace(p, pareto=not any(dominates(q, p) for q in predictions)) for p in predictions]
 
 
-def rank_key(p: Prediction) -> tuple[int, float, float]:
-    """How selection ranks sizes: known accuracy first, then higher accuracy (or parameters), then lower latency."""
+def _rank_key(p: Prediction) -> tuple[int, float, float]:
     known = p.candidate.accuracy is not None
     quality = p.candidate.accuracy if known else float(p.params)
     return (1 if known else 0, quality, -p.latency_ms)
@@ -158,7 +157,7 @@ def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredi
             "relax the budget in the profile, choose a lower precision, or use a smaller learngene."
         )
         raise SelectionError(msg)
-    chosen = max(fitting, key=rank_key)
+    chosen = max(fitting, key=_rank_key)
     notes = []
     if chosen.candidate.accuracy is None:
         notes.append("the learngene has no accuracy table: the largest fitting size was chosen")
