@@ -131,6 +131,7 @@ def main() -> None:
             "roofline_median_rel_error": statistics.median(roof),
             "fit_error_on_calibration_points": table.fit_error,
             "guard_band": table.margin,
+            "calibration_drift": table.drift,
         }
         # Three budgets spread over the measured range: select with the table, then measure the choice.
         lat = sorted(r["measured_ms"] for r in rows)
@@ -197,7 +198,11 @@ def main() -> None:
             f"{runtime:<12} {len(r['held_out']):>5} {100 * s['median_rel_error']:>9.1f}% "
             f"{100 * s['max_rel_error']:>7.1f}% {100 * s['roofline_median_rel_error']:>19.1f}%"
         )
-    margins = ", ".join(f"{rt} {100 * r['summary']['guard_band']:.0f}%" for rt, r in results["runtimes"].items())
+    margins = ", ".join(
+        f"{rt} {100 * r['summary']['guard_band']:.0f}% (drift between calibration passes "
+        f"{100 * (r['summary']['calibration_drift'] or 0):.0f}%)"
+        for rt, r in results["runtimes"].items()
+    )
     print(f"\nBudgets (selection with the calibrated table and its guard band: {margins}; then measured)")
     print(
         f"{'runtime':<12} {'budget ms':>9} {'chosen':<28} {'pred ms':>8} {'measured ms (each check)':>26} "

@@ -289,6 +289,21 @@ def test_guard_band_is_the_leave_one_out_error() -> None:
         guard_band(noisy_err, 1.0)
 
 
+def test_pass_drift_reports_how_much_the_machine_moved_between_passes(tmp_path: Path) -> None:
+    from learngene_deploy.sizing.calibrate import pass_drift
+
+    def point(p50: float, factors: list[float]) -> dict:
+        return {"p50_ms": p50, "round_p50_ms": [p50 * f for f in factors]}
+
+    steady = [point(1.0, [1.0, 1.02, 1.01]), point(3.0, [1.01, 1.0, 1.02]), point(7.0, [1.0, 1.01, 1.0])]
+    slow_second_pass = [point(1.0, [1.0, 1.3, 1.0]), point(3.0, [1.02, 1.25, 1.0]), point(7.0, [1.0, 1.2, 1.01])]
+    assert pass_drift(steady) == pytest.approx(0.01, abs=1e-3)
+    assert pass_drift(slow_second_pass) == pytest.approx(0.25, abs=1e-3)  # pass medians 1.0, 1.25, 1.0
+    assert pass_drift([point(1.0, [1.0])]) is None, "one round: no passes to compare"
+    table = LatencyTable.load(_table(tmp_path, drift=0.25))
+    assert table.drift == 0.25, "the drift survives save/load"
+
+
 @pytest.mark.parametrize("confidence", [0.5, 0.9])
 def test_guard_band_meets_budgets_as_often_as_promised(confidence: float) -> None:
     """Calibrate on noisy measurements, then re-measure unseen sizes: the band holds about `confidence` of them."""
@@ -350,5 +365,6 @@ def test_calibrate_writes_a_table_that_select_uses(tmp_path: Path) -> None:
     assert predictor.predict(ArchSpec.from_dict(measured["arch"])) == (measured["p90_ms"], "measured")
     assert all(len(p["round_p50_ms"]) == 1 and p["spread"] == 0.0 for p in table.points), "one round: no spread"
     assert table.margin_confidence == 0.9, "the default confidence is recorded with the band"
+    assert table.drift is None, "one round per size: no drift between passes"
     five_points = table.fit_error["median_rel"] * 1.2816 * 1.4826  # no leave-one-out with 5 points
     assert table.margin == pytest.approx(five_points, abs=1e-3)

@@ -141,6 +141,9 @@ def validate(
         raise typer.Exit(code=1)
 
 
+DRIFT_WARNING = 0.10  # warn above this speed change between calibration passes (a quiet machine: a few %)
+
+
 @app.command("calibrate")
 def calibrate(
     profile: Annotated[str, typer.Argument(help="Shipped profile name or path to a .yaml file.")],
@@ -201,3 +204,8 @@ def calibrate(
         f"(for {confidence:.0%} of selected sizes to meet their budget); "
         f"add `latency_table: {target.name}` to the profile (path relative to it)."
     )
+    if table.drift is not None and table.drift > DRIFT_WARNING:
+        console.print(
+            f"warning: this machine's speed moved by {100 * table.drift:.0f}% between calibration passes (other "
+            "load or throttling); the guard band cannot see such drift, so re-run the calibration when it is idle."
+        )

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from statistics import NormalDist
+from statistics import NormalDist, median
 from typing import TYPE_CHECKING, Any
 
 from learngene_deploy.errors import ProfileError
@@ -174,7 +174,24 @@ def calibrate(
         fit_error=error,
         margin=margin,
         margin_confidence=confidence,
+        drift=pass_drift(points),
     )
+
+
+def pass_drift(points: list[dict[str, Any]]) -> float | None:
+    """How much the machine's speed moved between the interleaved passes of a calibration.
+
+    Pass k's speed is the median over sizes of (round k's p50 / the size's lowest p50); the drift is the
+    slowest pass over the fastest, minus 1. A quiet machine gives a few percent. A large drift means the
+    device slowed down and sped up while it was measured (other load, thermal or CPU-credit throttling), which
+    the guard band -- estimated within this one calibration -- does not see; re-calibrate when the device is
+    idle. ``None`` with fewer than two rounds.
+    """
+    rounds = min((len(p.get("round_p50_ms", [])) for p in points), default=0)
+    if rounds < 2:
+        return None
+    speed = [median(p["round_p50_ms"][k] / p["p50_ms"] for p in points) for k in range(rounds)]
+    return round(max(speed) / min(speed) - 1, 4)
 
 
 def guard_band(fit_error: dict[str, float], confidence: float = DEFAULT_CONFIDENCE) -> float:

@@ -102,6 +102,7 @@ class LatencyTable:
     fit_error: dict[str, float] = field(default_factory=dict)  # relative error of the fit on its own points
     margin: float = 0.0  # relative guard band kept below latency budgets (calibrate.guard_band)
     margin_confidence: float | None = None  # the chance of meeting a budget that the margin was set for
+    drift: float | None = None  # speed change of the machine between calibration passes (calibrate.pass_drift)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +120,7 @@ class LatencyTable:
             "fit_error": self.fit_error,
             "margin": self.margin,
             "margin_confidence": self.margin_confidence,
+            "drift": self.drift,
             "points": self.points,
         }
 
@@ -160,6 +162,7 @@ class LatencyTable:
                 fit_error=dict(data.get("fit_error", {})),
                 margin=float(data.get("margin", 0.0)),
                 margin_confidence=data.get("margin_confidence"),
+                drift=data.get("drift"),
             )
         except (KeyError, TypeError, ValueError) as e:
             msg = (
