@@ -39,13 +39,14 @@ def _accuracy_table(rows: list[dict[str, Any]]) -> Any:
 
 @app.command("info")
 def info(
-    file: Annotated[Path, typer.Argument(help="Learngene .safetensors file.")],
+    file: Annotated[Path, typer.Argument(help="Learngene .safetensors file, or a shipped learngene's name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the full metadata as JSON.")] = False,
 ) -> None:
     """Show a learngene's method, basis, architecture, supported sizes and accuracy table."""
     from learngene_deploy.learngene.io import read_metadata
+    from learngene_deploy.shipped import resolve_learngene
 
-    meta = read_metadata(file)
+    meta = read_metadata(resolve_learngene(file))
     if as_json:
         typer.echo(json.dumps(meta, indent=2))
         return

@@ -20,14 +20,16 @@ import hashlib
 import importlib
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from learngene_deploy._fs import atomic_path
 from learngene_deploy._version import __version__
 from learngene_deploy.errors import LearngeneError
-from learngene_deploy.learngene.base import WeightGenerator
+
+if TYPE_CHECKING:  # torch is imported where tensors are touched: `read_metadata` (select, info) stays light
+    import torch
+
+    from learngene_deploy.learngene.base import WeightGenerator
 
 FORMAT = "lgdeploy-learngene"
 FORMAT_VERSION = 1
@@ -48,6 +50,8 @@ def _subclasses(cls: type) -> list[type]:
 
 def generator_class(method: str) -> type[WeightGenerator]:
     """The WeightGenerator subclass registered for ``method`` (``"ldr"``, ``"lets"``)."""
+    from learngene_deploy.learngene.base import WeightGenerator
+
     if method not in METHOD_MODULES:
         msg = f"unknown learngene method {method!r}; valid methods are {', '.join(sorted(METHOD_MODULES))}."
         raise LearngeneError(msg)
@@ -61,6 +65,8 @@ def generator_class(method: str) -> type[WeightGenerator]:
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 over names, dtypes, shapes and raw bytes of ``tensors`` in sorted-name order."""
+    import torch
+
     digest = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
@@ -142,7 +148,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         msg = f"learngene file {path} does not exist; pass the path of a .safetensors file written by lgdeploy."
         raise LearngeneError(msg)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # the header only; "pt" would import torch
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise LearngeneError(unreadable_message(path, e)) from e
