@@ -40,4 +40,12 @@ def resolve_learngene(ref: str | Path | None) -> Path:
     shipped = list_shipped_learngenes()
     if str(ref) in shipped:
         return shipped[str(ref)]
-    return Path(ref)
+    path = Path(ref)
+    if not path.exists():
+        names = ", ".join(shipped) or "none in this installation"
+        msg = (
+            f"learngene file {ref} does not exist and is not a shipped learngene; pass the path of a .safetensors "
+            f"file written by lgdeploy, or a shipped name ({names})."
+        )
+        raise LearngeneError(msg)
+    return path

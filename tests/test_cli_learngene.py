@@ -56,6 +56,7 @@ def test_user_errors_are_one_sentence(tmp_path: Path) -> None:
     assert missing.exit_code != 0 and "no checkpoint" in missing.output
     info = runner.invoke(app, ["learngene", "info", str(tmp_path / "nope.safetensors")])
     assert info.exit_code != 0 and "does not exist" in info.output
+    assert "lets-fashion-mnist" in info.output, "the error names the shipped learngenes that would work"
 
 
 def test_stage_parsing() -> None:
