@@ -341,17 +341,17 @@ def benchmark(
         BackendUnavailableError: the runtime is not installed (raised from the worker).
         ArtifactError: the worker crashed or timed out.
     """
-    _check_settings(rounds, min_runs, warmup, min_time_s, selection)
-    spec, identity = _compiled_spec(
-        compiled, threads=threads, batch=batch, warmup=warmup, min_runs=min_runs, min_time_s=min_time_s
-    )
-    return _run_rounds(spec, identity, rounds=rounds, selection=selection, timeout_s=timeout_s)
+    settings = {"warmup": warmup, "min_runs": min_runs, "min_time_s": min_time_s, "rounds": rounds}
+    return benchmark_many(
+        [compiled], threads=threads, batch=batch, selection=selection, timeout_s=timeout_s, **settings
+    )[0]
 
 
 def benchmark_many(
     models: Sequence[Compiled],
     *,
     threads: int | None = None,
+    batch: int | None = None,
     warmup: int = 10,
     min_runs: int = 50,
     min_time_s: float = 1.0,
@@ -367,7 +367,7 @@ def benchmark_many(
     so the best of them is far less likely to be slow. Use it whenever several models are compared or fitted.
 
     Args:
-        models: compiled models, each at its static batch (or 1).
+        models: compiled models.
         progress: called after every worker with (workers done, workers in all).
         Other arguments are as for :func:`benchmark`.
 
@@ -376,7 +376,7 @@ def benchmark_many(
     """
     _check_settings(rounds, min_runs, warmup, min_time_s, selection)
     specs = [
-        _compiled_spec(c, threads=threads, batch=None, warmup=warmup, min_runs=min_runs, min_time_s=min_time_s)
+        _compiled_spec(c, threads=threads, batch=batch, warmup=warmup, min_runs=min_runs, min_time_s=min_time_s)
         for c in models
     ]
     results: list[list[dict[str, Any]]] = [[] for _ in specs]
