@@ -107,6 +107,13 @@ def files_table(root: Path) -> dict[str, dict[str, Any]]:
     return table
 
 
+def _umask() -> int:
+    """The process's umask (os offers no way to read it without setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class ArtifactWriter:
     """Write an artifact directory atomically.
 
@@ -129,6 +136,8 @@ class ArtifactWriter:
         try:
             parent.mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}{PARTIAL_MARK}", dir=parent))
+            # mkdtemp makes the directory private (0700); a finished artifact gets the mode of any new directory
+            self.path.chmod(0o777 & ~_umask())
         except OSError as e:
             raise ArtifactError(os_error_message(e, parent)) from e
 

@@ -40,6 +40,19 @@ def test_finalize_writes_manifest_with_hashes(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if PARTIAL_MARK in p.name], "no partial directory is left behind"
 
 
+def test_finished_artifact_has_the_mode_of_a_new_directory(tmp_path: Path) -> None:
+    """mkdtemp's private 0700 must not leak into the deliverable (a CI runner or a colleague reads it)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        out = _build(tmp_path / "shared")
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(old)
+    assert (out.stat().st_mode & 0o777) == ((tmp_path / "plain").stat().st_mode & 0o777) == 0o755
+
+
 def test_partial_directory_is_hidden_until_finalize(tmp_path: Path) -> None:
     writer = ArtifactWriter(tmp_path / "a")
     (writer.path / "model.onnx").write_bytes(b"x")
