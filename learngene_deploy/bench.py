@@ -49,6 +49,9 @@ Selection = Literal["best", "median"]
 MAX_RUNS = 100_000  # stop a round here even if min_time_s is not reached (tiny models)
 
 
+ROUND_KEYS = ("round_p50_ms", "round_p90_ms", "round_p99_ms")  # per-round values kept in LatencyStats
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     """Benchmark statistics of one compiled model (the selected round), JSON-serialisable via :meth:`to_dict`."""
@@ -87,13 +90,15 @@ class LatencyStats:
         return cls(**{**data, **{k: tuple(data[k]) for k in ROUND_KEYS if k in data}})
 
 
-ROUND_KEYS = ("round_p50_ms", "round_p90_ms", "round_p99_ms")
+def selected_round(values: list[float], selection: Selection) -> int:
+    """Index of the round whose value is the lowest (``"best"``) or the lower median (``"median"``)."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    return order[0] if selection == "best" else order[(len(values) - 1) // 2]
 
 
 def over_rounds(values: list[float], selection: Selection) -> float:
     """One statistic from its value in every round: the lowest (``"best"``) or the median round's."""
-    ordered = sorted(values)
-    return ordered[0] if selection == "best" else ordered[(len(ordered) - 1) // 2]
+    return values[selected_round(values, selection)]
 
 
 def clipped_mean_std(values: np.ndarray, *, sigma: float = 3.0, iterations: int = 3) -> tuple[float, float]:
@@ -245,8 +250,7 @@ def _stats(
     results: list[dict[str, Any]], spec: dict[str, Any], identity: dict[str, Any], selection: Selection
 ) -> LatencyStats:
     """The statistics of one model from its rounds: the selected round, its tails taken over the rounds."""
-    order = sorted(range(len(results)), key=lambda i: results[i]["p50_ms"])
-    chosen = results[order[0] if selection == "best" else order[(len(results) - 1) // 2]]
+    chosen = results[selected_round([r["p50_ms"] for r in results], selection)]
     tails = {f"p{q}_ms": over_rounds([r[f"p{q}_ms"] for r in results], selection) for q in (90, 99)}
     return LatencyStats(
         **identity,
@@ -341,9 +345,16 @@ def benchmark(
         BackendUnavailableError: the runtime is not installed (raised from the worker).
         ArtifactError: the worker crashed or timed out.
     """
-    settings = {"warmup": warmup, "min_runs": min_runs, "min_time_s": min_time_s, "rounds": rounds}
     return benchmark_many(
-        [compiled], threads=threads, batch=batch, selection=selection, timeout_s=timeout_s, **settings
+        [compiled],
+        threads=threads,
+        batch=batch,
+        warmup=warmup,
+        min_runs=min_runs,
+        min_time_s=min_time_s,
+        rounds=rounds,
+        selection=selection,
+        timeout_s=timeout_s,
     )[0]
 
 

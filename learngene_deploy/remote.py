@@ -409,8 +409,8 @@ def perf_test_stats(
         "runs": int(runs) if runs is not None else None,
         "seconds": seconds,
         "p50_ms": p50s[chosen],
-        # tails are taken over the rounds like the p50 (bench.over_rounds), where every round printed them
-        **{f"p{q}_ms": _lowest([r[f"p{q}_ms"] for r in rounds], best[f"p{q}_ms"]) for q in (90, 99)},
+        # tails are taken over the rounds like the p50, where every round printed them; else the best round's
+        **{f"p{q}_ms": _tail_over_rounds([r[f"p{q}_ms"] for r in rounds], best[f"p{q}_ms"]) for q in (90, 99)},
         "mean_ms": best["average_ms"],
         "std_ms": None,
         "min_ms": best["min_ms"],
@@ -427,9 +427,11 @@ def perf_test_stats(
     }
 
 
-def _lowest(values: list[float | None], fallback: float | None) -> float | None:
-    """The lowest of the rounds' values, or ``fallback`` when some round did not print the value."""
-    return min(v for v in values if v is not None) if all(v is not None for v in values) else fallback
+def _tail_over_rounds(values: list[float | None], fallback: float | None) -> float | None:
+    """:func:`learngene_deploy.bench.over_rounds` of the rounds' values, or ``fallback`` if a round lacks it."""
+    from learngene_deploy.bench import over_rounds
+
+    return over_rounds(values, "best") if all(v is not None for v in values) else fallback
 
 
 def _adb_failure(serial: str, proc: subprocess.CompletedProcess[str], doing: str) -> RemoteError:
