@@ -1,8 +1,9 @@
 """How well does `lgdeploy` predict latency on this machine, and does selection use the budget?
 
-1. Calibrate `cpu-host` with each runtime (ONNX Runtime, OpenVINO): time a spread of a learngene's sizes.
-2. On held-out sizes (not used by the fit), compare the table's prediction (and the uncalibrated roofline)
-   with a fresh measurement: median and maximum relative error.
+1. Calibrate `cpu-host` with each runtime (ONNX Runtime, OpenVINO): time a spread of a learngene's sizes, then
+   the Pareto front the first fit predicts (the sizes selection can choose; `--front 0` skips that pass).
+2. On held-out sizes (not timed in calibration, so predicted by the fit), compare the table's prediction (and
+   the uncalibrated roofline) with a fresh measurement: median and maximum relative error.
 3. For three latency budgets (the quartiles of the held-out sizes' measured latencies, rounded to two
    significant digits, as a user would write them), select with the calibrated table, measure the chosen
    model `--checks` times (each an independent, interleaved measurement), and check it meets the budget and
@@ -34,7 +35,7 @@ from learngene_deploy.learngene.io import read_metadata, save_learngene
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.pipeline import resolve_profile
 from learngene_deploy.shipped import list_shipped_learngenes
-from learngene_deploy.sizing.calibrate import calibrate, measure, spread
+from learngene_deploy.sizing.calibrate import DEFAULT_FRONT_SIZES, calibrate, measure, spread
 from learngene_deploy.sizing.candidates import candidates_from_metadata
 from learngene_deploy.sizing.latency import RooflinePredictor, TablePredictor
 from learngene_deploy.sizing.select import select
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--runtimes", nargs="+", default=["onnxruntime", "openvino"])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="shipped", help="which learngene's sizes to time")
     parser.add_argument("--calibration-sizes", type=int, default=12)
+    parser.add_argument("--front", type=int, default=DEFAULT_FRONT_SIZES, help="calibration's Pareto-front sizes")
     parser.add_argument("--eval-sizes", type=int, default=12)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
@@ -99,14 +101,13 @@ def main() -> None:
     start = time.time()
     for runtime in args.runtimes:
         profile = resolve_profile("cpu-host", runtime, None)
-        table = calibrate(profile, candidates, sizes=args.calibration_sizes, runs=args.runs, rounds=args.rounds)
+        table = calibrate(
+            profile, candidates, sizes=args.calibration_sizes, front=args.front, runs=args.runs, rounds=args.rounds
+        )
         fitted = TablePredictor(table, profile.budgets.percentile)
         roofline = RooflinePredictor.for_profile(profile)
-        calibrated = {json.dumps(p["arch"], sort_keys=True) for p in table.points}
-        held_out = [
-            a for a in spread(candidates, args.eval_sizes + len(calibrated)) if json.dumps(a.to_dict(), sort_keys=True)
-            not in calibrated
-        ][: args.eval_sizes]  # fmt: skip
+        calibrated = {ArchSpec.from_dict(p["arch"]) for p in table.points}
+        held_out = spread([c for c in candidates if c.arch not in calibrated], args.eval_sizes)
         rows = []
         key = f"p{profile.budgets.percentile}_ms"
         points = measure(held_out, profile, workdir, runs=args.runs, rounds=args.rounds)
@@ -132,6 +133,9 @@ def main() -> None:
             "fit_error_on_calibration_points": table.fit_error,
             "guard_band": table.margin,
             "calibration_drift": table.drift,
+            "calibration_sizes": {
+                kind: sum(p.get("pass") == kind for p in table.points) for kind in ("spread", "front")
+            },
         }
         # Three budgets spread over the measured range: select with the table, then measure the choice.
         lat = sorted(r["measured_ms"] for r in rows)
@@ -156,6 +160,7 @@ def main() -> None:
                     "chosen": chosen.candidate.label,
                     "arch": chosen.candidate.arch,
                     "predicted_ms": chosen.latency_ms,
+                    "predicted_from": chosen.latency_source,
                 }
             except SelectionError as e:  # the guard band rules out every size: a failed budget, not a crash
                 row |= {"chosen": None, "error": str(e)}
@@ -199,7 +204,8 @@ def main() -> None:
             f"{100 * s['max_rel_error']:>7.1f}% {100 * s['roofline_median_rel_error']:>19.1f}%"
         )
     margins = ", ".join(
-        f"{rt} {100 * r['summary']['guard_band']:.0f}% (drift between calibration passes "
+        f"{rt} {100 * r['summary']['guard_band']:.0f}% ({r['summary']['calibration_sizes']['spread']} spread + "
+        f"{r['summary']['calibration_sizes']['front']} front sizes calibrated; drift between calibration passes "
         f"{100 * (r['summary']['calibration_drift'] or 0):.0f}%)"
         for rt, r in results["runtimes"].items()
     )

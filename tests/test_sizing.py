@@ -24,7 +24,7 @@ from learngene_deploy.sizing.latency import (
     fit,
     predictor_for,
 )
-from learngene_deploy.sizing.select import Candidate, select
+from learngene_deploy.sizing.select import Candidate, pareto_front, select
 
 ARCHS = [
     ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=3, num_heads=2),
@@ -163,6 +163,24 @@ def test_pareto_front() -> None:
         assert p.pareto == (not any(dominates(q, p) for q in sel.predictions))
     # genes add accuracy at no latency cost, so only the max-genes size at each depth can be on the front
     assert all(p.candidate.size["genes"] == 4 for p in front)
+
+
+def test_pareto_front_without_accuracy_table_ranks_by_parameters() -> None:
+    """No accuracy table: selection ranks by parameters, so the front is every size no bigger-and-faster one beats."""
+    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=2, num_heads=2)
+    grid = [Candidate({"depth": d, "width": w}, base.replace(depth=d, embed_dim=w, num_heads=w // 32))
+            for d in (1, 2, 4, 8) for w in (32, 64, 128)]  # fmt: skip
+    sel = select(grid, load_profile("cpu-host"))
+    front = [p for p in sel.predictions if p.pareto]
+    for p in sel.predictions:
+        beaten = any(q.params >= p.params and q.latency_ms <= p.latency_ms and q is not p
+                     and (q.params > p.params or q.latency_ms < p.latency_ms) for q in sel.predictions)  # fmt: skip
+        assert p.pareto == (not beaten)
+    assert len(front) > 2, "more than the single fastest size is on the front"
+    assert sel.chosen.pareto, "the chosen size is always on the front"
+    assert pareto_front(grid, load_profile("cpu-host"), predictor_for(load_profile("cpu-host"))) == sorted(
+        front, key=lambda p: p.latency_ms
+    )
 
 
 def test_selection_json_shape() -> None:
@@ -368,3 +386,61 @@ def test_calibrate_writes_a_table_that_select_uses(tmp_path: Path) -> None:
     assert table.drift is None, "one round per size: no drift between passes"
     five_points = table.fit_error["median_rel"] * 1.2816 * 1.4826  # no leave-one-out with 5 points
     assert table.margin == pytest.approx(five_points, abs=1e-3)
+
+
+def _synthetic_device(arch: ArchSpec) -> float:
+    """A device the fitted model cannot describe exactly: wide matmuls run more efficiently than narrow ones."""
+    linear, attention = costs.flops(arch, 1)
+    efficiency = (arch.embed_dim / 64) ** 0.5  # per-FLOP speed grows with width
+    return 0.2 + 0.04 * arch.depth + 2e-6 * linear / efficiency + 1e-5 * attention
+
+
+def test_calibration_times_the_sizes_selection_can_choose(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second pass times the front the first fit predicts; then a chosen size is predicted by its measurement."""
+    from learngene_deploy.sizing import calibrate as calibration
+
+    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=2, num_heads=2)
+    grid = [Candidate({"depth": d, "width": w}, base.replace(depth=d, embed_dim=w, num_heads=w // 32))
+            for d in range(1, 13) for w in (64, 96, 128, 192)]  # fmt: skip
+    passes = []
+
+    def measure(archs, profile, workdir, **kwargs):  # the synthetic device instead of compiled models
+        passes.append(list(archs))
+        return [{"arch": a.to_dict(), "p50_ms": _synthetic_device(a), "p90_ms": _synthetic_device(a),
+                 "p99_ms": _synthetic_device(a), "round_p50_ms": [_synthetic_device(a)]} for a in archs]  # fmt: skip
+
+    monkeypatch.setattr(calibration, "measure", measure)
+    profile = load_profile("cpu-host")
+    spread_only = calibration.calibrate(profile, grid, sizes=8, front=0, rounds=1)
+    assert len(passes) == 1 and len(spread_only.points) == 8
+    passes.clear()
+    table = calibration.calibrate(profile, grid, sizes=8, rounds=1)
+    assert len(passes) == 2, "a spread for the fit, then the front"
+    expected = [p.candidate.arch for p in pareto_front(grid, profile, TablePredictor(spread_only, 90))]
+    assert passes[1] == [a for a in expected if a not in passes[0]] and passes[1], "exactly the new front sizes"
+    assert [p["pass"] for p in table.points] == ["spread"] * 8 + ["front"] * len(passes[1])
+
+    def chosen(t: LatencyTable, budget: float) -> tuple[float, str]:
+        tight = dataclasses.replace(profile, budgets=dataclasses.replace(profile.budgets, latency_ms=budget))
+        pick = select(grid, tight, predictor=TablePredictor(t, 90)).chosen
+        return _synthetic_device(pick.candidate.arch) / budget, pick.latency_source
+
+    budgets = sorted({round(_synthetic_device(c.arch) * 1.03, 3) for c in grid})[2:]
+    with_front = [chosen(table, b) for b in budgets]
+    without = [chosen(spread_only, b) for b in budgets]
+    assert all(use <= 1 for use, _ in with_front + without)
+    assert all(source == "measured" for _, source in with_front), "every choice was timed in calibration"
+    mean_use = sum(u for u, _ in with_front) / len(budgets), sum(u for u, _ in without) / len(budgets)
+    assert mean_use[0] > mean_use[1] + 0.02, f"mean budget use with / without the front pass: {mean_use}"
+
+
+def test_front_sizes_caps_and_spreads(tmp_path: Path) -> None:
+    from learngene_deploy.sizing.calibrate import front_sizes
+
+    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=2, num_heads=2)
+    grid = [Candidate({"depth": d}, base.replace(depth=d)) for d in range(1, 11)]  # every size on the front
+    table = LatencyTable.load(_table(tmp_path))
+    profile = load_profile("cpu-host")
+    assert front_sizes(grid, profile, table, 0, []) == []
+    assert [a.depth for a in front_sizes(grid, profile, table, 4, [])] == [1, 4, 7, 10]
+    assert [a.depth for a in front_sizes(grid, profile, table, 20, [grid[0].arch])] == list(range(2, 11))

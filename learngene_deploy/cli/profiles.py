@@ -13,6 +13,7 @@ import typer
 
 from learngene_deploy.cli._console import stdout
 from learngene_deploy.errors import ProfileError
+from learngene_deploy.sizing.calibrate import DEFAULT_FRONT_SIZES
 
 app = typer.Typer(no_args_is_help=True, help="List, show and validate device profiles.")
 
@@ -151,7 +152,18 @@ def calibrate(
     learngene: Annotated[
         str | None, typer.Option("--learngene", "-l", help="Learngene whose sizes are timed (default: shipped).")
     ] = None,
-    sizes: Annotated[int, typer.Option("--sizes", min=5, help="Distinct sizes to time (spread over FLOPs).")] = 12,
+    sizes: Annotated[
+        int, typer.Option("--sizes", min=5, help="Distinct sizes to time for the fit (spread over FLOPs).")
+    ] = 12,
+    front: Annotated[
+        int,
+        typer.Option(
+            "--front",
+            min=0,
+            help="At most this many more sizes, on the Pareto front the first fit predicts (the sizes selection "
+            "can choose), timed in a second pass; 0 skips it.",
+        ),
+    ] = DEFAULT_FRONT_SIZES,
     runs: Annotated[int, typer.Option("--runs", min=5, help="Timed runs per process.")] = 50,
     rounds: Annotated[
         int, typer.Option("--rounds", min=1, help="Fresh processes per size (the lowest p50/p90/p99 is kept).")
@@ -189,7 +201,7 @@ def calibrate(
         console.print(f"  {line}")
 
     table = run_calibration(
-        p, candidates, sizes=sizes, runs=runs, rounds=rounds, confidence=confidence, progress=progress
+        p, candidates, sizes=sizes, front=front, runs=runs, rounds=rounds, confidence=confidence, progress=progress
     )
     table.save(target)
     for pt in table.points:
@@ -198,8 +210,10 @@ def calibrate(
             f"p99 {pt['p99_ms']:.3g} ms"
         )
     err = table.fit_error
+    on_front = sum(pt.get("pass") == "front" for pt in table.points)
     typer.echo(
-        f"wrote {target}: {len(table.points)} sizes measured, fit error median {100 * err['median_rel']:.1f}%, "
+        f"wrote {target}: {len(table.points)} sizes measured ({on_front} more on the predicted Pareto front), "
+        f"fit error median {100 * err['median_rel']:.1f}%, "
         f"max {100 * err['max_rel']:.1f}%, latency guard band {100 * table.margin:.0f}% "
         f"(for {confidence:.0%} of selected sizes to meet their budget); "
         f"add `latency_table: {target.name}` to the profile (path relative to it)."

@@ -7,6 +7,11 @@ and compiled exactly as a build would, and benchmarked in fresh processes: each 
 ``rounds`` processes, the statistic a build's budget check measures too (:func:`learngene_deploy.bench.benchmark`).
 The rounds are interleaved over the sizes (round 1 of every size, then round 2, ...), so that a slow phase of a
 shared machine cannot fall on every round of one size.
+
+Two passes: a spread of sizes evenly spaced in FLOPs, for the fitted model that predicts every other size; then
+the sizes selection can actually choose -- the accuracy/latency Pareto front under that first fit -- so that a
+chosen size is predicted by its own measurement, not by the fit. The fit's errors are largest exactly where
+selection picks (wide, shallow sizes: the most parameters per millisecond), so measuring them matters most.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.sizing.latency import FEATURES, LatencyTable, fit
 from learngene_deploy.sizing.select import Candidate
 
+DEFAULT_FRONT_SIZES = 24  # Pareto-front sizes timed after the spread (a 4-width x 12-depth grid has 15-18 new)
 DEFAULT_CONFIDENCE = 0.9  # a selected size meets its latency budget 9 times in 10 (by the calibration's errors)
 ROBUST_SIGMA = 1.4826  # standard deviation of a normal distribution per unit of median absolute deviation
 
@@ -41,6 +47,30 @@ def spread(candidates: list[Candidate], count: int) -> list[ArchSpec]:
         return archs
     picks = sorted({round(i * (len(archs) - 1) / (count - 1)) for i in range(count)})
     return [archs[i] for i in picks]
+
+
+def front_sizes(
+    candidates: list[Candidate], profile: Any, table: LatencyTable, count: int, measured: list[ArchSpec]
+) -> list[ArchSpec]:
+    """Up to ``count`` not yet ``measured`` sizes on the Pareto front predicted by ``table``, evenly spread in latency.
+
+    These are the sizes some latency budget makes the choice (:func:`learngene_deploy.sizing.select.pareto_front`).
+    """
+    from learngene_deploy.sizing.latency import TablePredictor
+    from learngene_deploy.sizing.select import pareto_front
+
+    done = set(measured)
+    front: list[ArchSpec] = []
+    for p in pareto_front(candidates, profile, TablePredictor(table, table.percentile)):
+        if p.candidate.arch not in done and p.candidate.arch not in front:
+            front.append(p.candidate.arch)
+    if count <= 0:
+        return []
+    if len(front) <= count:
+        return front
+    if count == 1:
+        return [front[-1]]
+    return [front[i] for i in sorted({round(i * (len(front) - 1) / (count - 1)) for i in range(count)})]
 
 
 def compile_size(arch: ArchSpec, profile: Any, workdir: Path) -> Compiled:
@@ -130,52 +160,70 @@ def calibrate(
     candidates: list[Candidate],
     *,
     sizes: int = 12,
+    front: int = DEFAULT_FRONT_SIZES,
     runs: int = 50,
     rounds: int = 3,
     min_time_s: float = 1.0,
     confidence: float = DEFAULT_CONFIDENCE,
     progress: Callable[[str], None] | None = None,
 ) -> LatencyTable:
-    """Time ``sizes`` of the candidates on this machine and fit the per-device latency model.
+    """Time a spread of the candidates and then their predicted Pareto front on this machine; fit the latency model.
 
     Args:
         profile: the device profile (its runtime, precision, threads, batch and percentile are used).
         candidates: sizes the learngene offers.
-        sizes: how many distinct architectures to time (at least the number of fitted coefficients, 5, and
-            more make the leave-one-out error behind the guard band trustworthy).
-        runs: timed runs per process; rounds: fresh processes per size, interleaved over the sizes (each
-            percentile is the lowest of the rounds).
+        sizes: how many distinct architectures to time for the fit, evenly spaced in FLOPs (at least the number
+            of fitted coefficients, 5; more make the leave-one-out error behind the guard band trustworthy).
+        front: at most this many more sizes, from the Pareto front the first fit predicts (the sizes selection
+            can choose), timed in a second pass; 0 times the spread only.
+        runs: timed runs per process; rounds: fresh processes per size, interleaved over the sizes of a pass
+            (each percentile is the lowest of the rounds).
         confidence: how likely a selected size should meet its latency budget; sets the guard band.
         progress: called with a short line as the work goes on.
     """
     from learngene_deploy.artifact import host_facts
 
-    archs = spread(candidates, max(sizes, len(FEATURES)))
     percentile = profile.budgets.percentile
     key = f"p{percentile}_ms" if percentile in (50, 90, 99) else "p99_ms"  # p95 is fitted on p99 (conservative)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    guard_band({}, confidence)  # refuse a bad confidence before any measuring
+
+    def table(points: list[dict[str, Any]], drift: float | None) -> LatencyTable:
+        coef, error = fit([(ArchSpec.from_dict(p["arch"]), p[key]) for p in points], batch=profile.budgets.batch)
+        return LatencyTable(
+            profile=profile.name,
+            backend=profile.runtime.backend,
+            precision=profile.runtime.precision,
+            threads=profile.runtime.threads,
+            batch=profile.budgets.batch,
+            percentile=percentile,
+            points=points,
+            coef=coef,
+            host=host_facts(),
+            created=created,
+            fit_error=error,
+            margin=guard_band(error, confidence),
+            margin_confidence=confidence,
+            drift=drift,
+        )
+
+    timing = dict(runs=runs, rounds=rounds, min_time_s=min_time_s, progress=progress)
+    archs = spread(candidates, max(sizes, len(FEATURES)))
     workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-calibrate-"))
     try:
-        points = measure(archs, profile, workdir, runs=runs, rounds=rounds, min_time_s=min_time_s, progress=progress)
+        points = [p | {"pass": "spread"} for p in measure(archs, profile, workdir, **timing)]
+        drift = [pass_drift(points)]
+        extra = front_sizes(candidates, profile, table(points, None), front, archs)
+        if extra:
+            if progress is not None:
+                progress(f"timing {len(extra)} more sizes: the Pareto front predicted by the first fit")
+            more = [p | {"pass": "front"} for p in measure(extra, profile, workdir, **timing)]
+            drift.append(pass_drift(more))
+            points += more
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    coef, error = fit([(ArchSpec.from_dict(p["arch"]), p[key]) for p in points], batch=profile.budgets.batch)
-    margin = guard_band(error, confidence)
-    return LatencyTable(
-        profile=profile.name,
-        backend=profile.runtime.backend,
-        precision=profile.runtime.precision,
-        threads=profile.runtime.threads,
-        batch=profile.budgets.batch,
-        percentile=percentile,
-        points=points,
-        coef=coef,
-        host=host_facts(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        fit_error=error,
-        margin=margin,
-        margin_confidence=confidence,
-        drift=pass_drift(points),
-    )
+    known = [d for d in drift if d is not None]
+    return table(points, max(known) if known else None)
 
 
 def pass_drift(points: list[dict[str, Any]]) -> float | None:

@@ -119,10 +119,10 @@ def predict(candidate: Candidate, profile: Any, predictor: LatencyPredictor) -> 
 
 
 def _pareto(predictions: list[Prediction]) -> list[Prediction]:
-    """Mark candidates no other candidate beats on both accuracy (higher) and latency (lower)."""
+    """Mark candidates no other candidate beats on both rank (accuracy, else parameters) and latency (lower)."""
 
-    def score(p: Prediction) -> float:
-        return p.candidate.accuracy if p.candidate.accuracy is not None else float("-inf")
+    def score(p: Prediction) -> tuple[int, float]:
+        return _rank_key(p)[:2]  # selection's own ranking: known accuracy, else parameter count
 
     def dominates(q: Prediction, p: Prediction) -> bool:
         at_least_as_good = score(q) >= score(p) and q.latency_ms <= p.latency_ms
@@ -135,6 +135,16 @@ def _rank_key(p: Prediction) -> tuple[int, float, float]:
     known = p.candidate.accuracy is not None
     quality = p.candidate.accuracy if known else float(p.params)
     return (1 if known else 0, quality, -p.latency_ms)
+
+
+def pareto_front(candidates: list[Candidate], profile: Any, predictor: LatencyPredictor) -> list[Prediction]:
+    """The candidates selection can choose under some latency budget: those on the rank/latency Pareto front.
+
+    Every other candidate is beaten by one that ranks at least as high and is predicted no slower, so no
+    latency budget makes it the choice. Fastest first.
+    """
+    front = [p for p in _pareto([predict(c, profile, predictor) for c in candidates]) if p.pareto]
+    return sorted(front, key=lambda p: p.latency_ms)
 
 
 def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredictor | None = None) -> Selection:
