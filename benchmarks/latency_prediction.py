@@ -35,7 +35,7 @@ from learngene_deploy.learngene.io import read_metadata, save_learngene
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.pipeline import resolve_profile
 from learngene_deploy.shipped import list_shipped_learngenes
-from learngene_deploy.sizing.calibrate import DEFAULT_FRONT_SIZES, calibrate, measure, spread
+from learngene_deploy.sizing.calibrate import DEFAULT_FRONT_SIZES, calibrate, measure, spread, table_from_points
 from learngene_deploy.sizing.candidates import candidates_from_metadata
 from learngene_deploy.sizing.latency import RooflinePredictor, TablePredictor
 from learngene_deploy.sizing.select import select
@@ -76,6 +76,51 @@ def learngene_metadata(workdir: Path, shape: str) -> dict:
 
     generator = LeTsGenerator(num_classes=10, **SHAPES[shape])
     return read_metadata(save_learngene(workdir / "lets.safetensors", generator))
+
+
+def choose(candidates: list, profile, predictor) -> dict:
+    """Selection's choice under ``predictor`` (the arch is kept for measuring, then dropped)."""
+    try:
+        chosen = select(candidates, profile, predictor=predictor).chosen
+    except SelectionError as e:  # the guard band rules out every size: a failed budget, not a crash
+        return {"chosen": None, "error": str(e)}
+    return {
+        "chosen": chosen.candidate.label,
+        "arch": chosen.candidate.arch,
+        "predicted_ms": chosen.latency_ms,
+        "predicted_from": chosen.latency_source,
+    }
+
+
+def score(row: dict, budget: float, checks: list[dict[str, float]]) -> None:
+    """Add the chosen model's measurements in every check, whether each met ``budget``, and the share used."""
+    arch = row.pop("arch", None)
+    measured = [c[arch.name] for c in checks] if arch else []
+    row["measured_ms"] = measured
+    row["met"] = sum(m <= budget for m in measured)
+    row["used"] = [m / budget for m in measured]
+
+
+def tally(rows: list[dict], checks_per_budget: int) -> dict:
+    checks = [(m <= b["budget_ms"], m / b["budget_ms"]) for b in rows for m in b["measured_ms"]]
+    return {
+        "budgets": len(rows),
+        "total": len(rows) * checks_per_budget,  # a budget where nothing fits fails every check
+        "met": sum(ok for ok, _ in checks),
+        "met_and_used_75": sum(ok and u >= 0.75 for ok, u in checks),
+    }
+
+
+def print_choice(runtime: str, budget: float, b: dict, tail: str) -> None:
+    if b["chosen"] is None:
+        print(f"{runtime:<12} {budget:>9.3f} nothing fits with the guard band: {b['error']}")
+        return
+    measured = " ".join(f"{m:.3f}" for m in b["measured_ms"])
+    used = " ".join(f"{100 * u:.0f}%" for u in b["used"])
+    print(
+        f"{runtime:<12} {budget:>9.3f} {b['chosen'].replace(' strategy=continuous', ''):<28} "
+        f"{b['predicted_ms']:>8.3f} {measured:>26} {b['met']:>3}/{len(b['measured_ms'])} {used:>18} {tail}"
+    )
 
 
 def main() -> None:
@@ -141,6 +186,12 @@ def main() -> None:
         lat = sorted(r["measured_ms"] for r in rows)
         budgets = [two_digits(lat[len(lat) // 4]), two_digits(lat[len(lat) // 2]), two_digits(lat[(3 * len(lat)) // 4])]
         known = {ArchSpec.from_dict(p["arch"]).name: p[key] for p in table.points}
+        spread_points = [p for p in table.points if p.get("pass") == "spread"]
+        spread_only = None
+        if len(spread_points) < len(table.points):
+            spread_table = table_from_points(profile, spread_points, confidence=table.margin_confidence)
+            spread_only = TablePredictor(spread_table, profile.budgets.percentile)
+            summary["spread_only_guard_band"] = spread_table.margin
         hindsight = BestMeasured(known | {r["arch"]: r["measured_ms"] for r in rows})
         budget_rows = []
         for budget in budgets:
@@ -154,39 +205,28 @@ def main() -> None:
                 }
             except SelectionError:
                 row = {"best_measured": None, "best_measured_ms": None, "best_measured_used": 0.0}
-            try:
-                chosen = select(candidates, tight, predictor=fitted).chosen
-                row |= {
-                    "chosen": chosen.candidate.label,
-                    "arch": chosen.candidate.arch,
-                    "predicted_ms": chosen.latency_ms,
-                    "predicted_from": chosen.latency_source,
-                }
-            except SelectionError as e:  # the guard band rules out every size: a failed budget, not a crash
-                row |= {"chosen": None, "error": str(e)}
+            row |= choose(candidates, tight, fitted)
+            if spread_only is not None:  # the same spread's fit, without the front pass: side by side
+                row["spread_only"] = choose(candidates, tight, spread_only)
             budget_rows.append({"budget_ms": budget} | row)
         # Measure the chosen models: `--checks` independent measurements, each interleaving the chosen models.
-        chosen_archs = list({r["arch"].name: r["arch"] for r in budget_rows if r["chosen"]}.values())
+        variants = list(budget_rows) + [r["spread_only"] for r in budget_rows if "spread_only" in r]
+        chosen_archs = list({r["arch"].name: r["arch"] for r in variants if r["chosen"]}.values())
         checks = []
         for _ in range(args.checks if chosen_archs else 0):
             points = measure(chosen_archs, profile, workdir, runs=args.runs, rounds=args.rounds)
             checks.append({a.name: pt[key] for a, pt in zip(chosen_archs, points, strict=True)})
         for r in budget_rows:
-            arch = r.pop("arch", None)
-            measured = [c[arch.name] for c in checks] if arch else []
-            r["measured_ms"] = measured
-            r["met"] = sum(m <= r["budget_ms"] for m in measured)
-            r["used"] = [m / r["budget_ms"] for m in measured]
+            score(r, r["budget_ms"], checks)
+            if "spread_only" in r:
+                score(r["spread_only"], r["budget_ms"], checks)
         results["runtimes"][runtime] = {"table": table.to_dict(), "held_out": rows, "summary": summary,
                                         "budgets": budget_rows}  # fmt: skip
     rows = [b for r in results["runtimes"].values() for b in r["budgets"]]
-    checks = [(m <= b["budget_ms"], m / b["budget_ms"]) for b in rows for m in b["measured_ms"]]
-    results["checks"] = {
-        "budgets": len(rows),
-        "total": len(rows) * args.checks,  # a budget where nothing fits fails every check
-        "met": sum(ok for ok, _ in checks),
-        "met_and_used_75": sum(ok and u >= 0.75 for ok, u in checks),
-    }
+    results["checks"] = tally(rows, args.checks)
+    if all("spread_only" in b for b in rows):
+        results["checks_spread_only"] = tally([b["spread_only"] | {"budget_ms": b["budget_ms"]} for b in rows],
+                                              args.checks)  # fmt: skip
     results["wall_time_s"] = time.time() - start
     results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -209,28 +249,26 @@ def main() -> None:
         f"{100 * (r['summary']['calibration_drift'] or 0):.0f}%)"
         for rt, r in results["runtimes"].items()
     )
-    print(f"\nBudgets (selection with the calibrated table and its guard band: {margins}; then measured)")
+    print(
+        f"\nBudgets (selection with the calibrated table and its guard band: {margins}; then measured; "
+        "'(spread)' rows: the same calibration's spread pass alone, checked in the same measurements)"
+    )
     print(
         f"{'runtime':<12} {'budget ms':>9} {'chosen':<28} {'pred ms':>8} {'measured ms (each check)':>26} "
         f"{'met':>5} {'used (each check)':>18} {'best measured':>13}"
     )
     for runtime, r in results["runtimes"].items():
         for b in r["budgets"]:
-            if b["chosen"] is None:
-                print(f"{runtime:<12} {b['budget_ms']:>9.3f} nothing fits with the guard band: {b['error']}")
-                continue
-            measured = " ".join(f"{m:.3f}" for m in b["measured_ms"])
-            used = " ".join(f"{100 * u:.0f}%" for u in b["used"])
+            print_choice(runtime, b["budget_ms"], b, f"{100 * b['best_measured_used']:>12.0f}%")
+            if "spread_only" in b:
+                print_choice("  (spread)", b["budget_ms"], b["spread_only"], "")
+    for name, label in (("checks", "calibrated with the front pass"), ("checks_spread_only", "spread only")):
+        if name in results:
+            c = results[name]
             print(
-                f"{runtime:<12} {b['budget_ms']:>9.3f} {b['chosen'].replace(' strategy=continuous', ''):<28} "
-                f"{b['predicted_ms']:>8.3f} {measured:>26} {b['met']:>3}/{len(b['measured_ms'])} {used:>18} "
-                f"{100 * b['best_measured_used']:>12.0f}%"
+                f"\n{label}: {c['budgets']} budgets x {args.checks} checks: budget met in {c['met']}/{c['total']}, "
+                f"met and >= 75% used in {c['met_and_used_75']}/{c['total']}"
             )
-    c = results["checks"]
-    print(
-        f"\n{c['budgets']} budgets x {args.checks} checks: budget met in {c['met']}/{c['total']}, "
-        f"met and >= 75% used in {c['met_and_used_75']}/{c['total']}"
-    )
     print(f"\nwrote {args.out} ({results['wall_time_s']:.0f} s)")
 
 

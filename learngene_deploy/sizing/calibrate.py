@@ -181,39 +181,15 @@ def calibrate(
         confidence: how likely a selected size should meet its latency budget; sets the guard band.
         progress: called with a short line as the work goes on.
     """
-    from learngene_deploy.artifact import host_facts
-
-    percentile = profile.budgets.percentile
-    key = f"p{percentile}_ms" if percentile in (50, 90, 99) else "p99_ms"  # p95 is fitted on p99 (conservative)
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     guard_band({}, confidence)  # refuse a bad confidence before any measuring
-
-    def table(points: list[dict[str, Any]], drift: float | None) -> LatencyTable:
-        coef, error = fit([(ArchSpec.from_dict(p["arch"]), p[key]) for p in points], batch=profile.budgets.batch)
-        return LatencyTable(
-            profile=profile.name,
-            backend=profile.runtime.backend,
-            precision=profile.runtime.precision,
-            threads=profile.runtime.threads,
-            batch=profile.budgets.batch,
-            percentile=percentile,
-            points=points,
-            coef=coef,
-            host=host_facts(),
-            created=created,
-            fit_error=error,
-            margin=guard_band(error, confidence),
-            margin_confidence=confidence,
-            drift=drift,
-        )
-
     timing = dict(runs=runs, rounds=rounds, min_time_s=min_time_s, progress=progress)
     archs = spread(candidates, max(sizes, len(FEATURES)))
     workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-calibrate-"))
     try:
         points = [p | {"pass": "spread"} for p in measure(archs, profile, workdir, **timing)]
         drift = [pass_drift(points)]
-        extra = front_sizes(candidates, profile, table(points, None), front, archs)
+        first = table_from_points(profile, points, confidence=confidence)
+        extra = front_sizes(candidates, profile, first, front, archs)
         if extra:
             if progress is not None:
                 progress(f"timing {len(extra)} more sizes: the Pareto front predicted by the first fit")
@@ -223,7 +199,34 @@ def calibrate(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     known = [d for d in drift if d is not None]
-    return table(points, max(known) if known else None)
+    return table_from_points(profile, points, confidence=confidence, drift=max(known) if known else None)
+
+
+def table_from_points(
+    profile: Any, points: list[dict[str, Any]], *, confidence: float = DEFAULT_CONFIDENCE, drift: float | None = None
+) -> LatencyTable:
+    """Fit the per-device model to measured points (:func:`point`) and wrap it as the profile's latency table."""
+    from learngene_deploy.artifact import host_facts
+
+    percentile = profile.budgets.percentile
+    key = f"p{percentile}_ms" if percentile in (50, 90, 99) else "p99_ms"  # p95 is fitted on p99 (conservative)
+    coef, error = fit([(ArchSpec.from_dict(p["arch"]), p[key]) for p in points], batch=profile.budgets.batch)
+    return LatencyTable(
+        profile=profile.name,
+        backend=profile.runtime.backend,
+        precision=profile.runtime.precision,
+        threads=profile.runtime.threads,
+        batch=profile.budgets.batch,
+        percentile=percentile,
+        points=points,
+        coef=coef,
+        host=host_facts(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        fit_error=error,
+        margin=guard_band(error, confidence),
+        margin_confidence=confidence,
+        drift=drift,
+    )
 
 
 def pass_drift(points: list[dict[str, Any]]) -> float | None:
