@@ -35,7 +35,14 @@ from learngene_deploy.learngene.io import read_metadata, save_learngene
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.pipeline import resolve_profile
 from learngene_deploy.shipped import list_shipped_learngenes
-from learngene_deploy.sizing.calibrate import DEFAULT_FRONT_SIZES, calibrate, measure, spread, table_from_points
+from learngene_deploy.sizing.calibrate import (
+    DEFAULT_FRONT_SIZES,
+    calibrate,
+    guard_band,
+    measure,
+    spread,
+    table_from_points,
+)
 from learngene_deploy.sizing.candidates import candidates_from_metadata
 from learngene_deploy.sizing.latency import RooflinePredictor, TablePredictor
 from learngene_deploy.sizing.select import select
@@ -113,12 +120,12 @@ def tally(rows: list[dict], checks_per_budget: int) -> dict:
 
 def print_choice(runtime: str, budget: float, b: dict, tail: str) -> None:
     if b["chosen"] is None:
-        print(f"{runtime:<12} {budget:>9.3f} nothing fits with the guard band: {b['error']}")
+        print(f"{runtime:<20} {budget:>9.3f} nothing fits with the guard band: {b['error']}")
         return
     measured = " ".join(f"{m:.3f}" for m in b["measured_ms"])
     used = " ".join(f"{100 * u:.0f}%" for u in b["used"])
     print(
-        f"{runtime:<12} {budget:>9.3f} {b['chosen'].replace(' strategy=continuous', ''):<28} "
+        f"{runtime:<20} {budget:>9.3f} {b['chosen'].replace(' strategy=continuous', ''):<28} "
         f"{b['predicted_ms']:>8.3f} {measured:>26} {b['met']:>3}/{len(b['measured_ms'])} {used:>18} {tail}"
     )
 
@@ -130,6 +137,13 @@ def main() -> None:
     parser.add_argument("--calibration-sizes", type=int, default=12)
     parser.add_argument("--front", type=int, default=DEFAULT_FRONT_SIZES, help="calibration's Pareto-front sizes")
     parser.add_argument("--eval-sizes", type=int, default=12)
+    parser.add_argument(
+        "--alt-confidence",
+        type=float,
+        nargs="*",
+        default=[0.95],
+        help="also select with these confidences' guard bands and check their choices side by side",
+    )
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--checks", type=int, default=3, help="independent measurements of each chosen model")
@@ -187,11 +201,17 @@ def main() -> None:
         budgets = [two_digits(lat[len(lat) // 4]), two_digits(lat[len(lat) // 2]), two_digits(lat[(3 * len(lat)) // 4])]
         known = {ArchSpec.from_dict(p["arch"]).name: p[key] for p in table.points}
         spread_points = [p for p in table.points if p.get("pass") == "spread"]
-        spread_only = None
+        # Alternatives checked side by side in the same measurements: the spread pass alone (no front pass),
+        # and the same table with each --alt-confidence's guard band.
+        alternatives = {}
         if len(spread_points) < len(table.points):
             spread_table = table_from_points(profile, spread_points, confidence=table.margin_confidence)
-            spread_only = TablePredictor(spread_table, profile.budgets.percentile)
-            summary["spread_only_guard_band"] = spread_table.margin
+            alternatives["spread only"] = TablePredictor(spread_table, profile.budgets.percentile)
+        for conf in args.alt_confidence:
+            band = guard_band(table.fit_error, conf)
+            alt = dataclasses.replace(table, margin=band, margin_confidence=conf)
+            alternatives[f"confidence {conf:g}"] = TablePredictor(alt, profile.budgets.percentile)
+        summary["alternative_guard_bands"] = {name: alt.margin for name, alt in alternatives.items()}
         hindsight = BestMeasured(known | {r["arch"]: r["measured_ms"] for r in rows})
         budget_rows = []
         for budget in budgets:
@@ -206,11 +226,10 @@ def main() -> None:
             except SelectionError:
                 row = {"best_measured": None, "best_measured_ms": None, "best_measured_used": 0.0}
             row |= choose(candidates, tight, fitted)
-            if spread_only is not None:  # the same spread's fit, without the front pass: side by side
-                row["spread_only"] = choose(candidates, tight, spread_only)
+            row["alternatives"] = {name: choose(candidates, tight, alt) for name, alt in alternatives.items()}
             budget_rows.append({"budget_ms": budget} | row)
         # Measure the chosen models: `--checks` independent measurements, each interleaving the chosen models.
-        variants = list(budget_rows) + [r["spread_only"] for r in budget_rows if "spread_only" in r]
+        variants = list(budget_rows) + [alt for r in budget_rows for alt in r["alternatives"].values()]
         chosen_archs = list({r["arch"].name: r["arch"] for r in variants if r["chosen"]}.values())
         checks = []
         for _ in range(args.checks if chosen_archs else 0):
@@ -218,15 +237,16 @@ def main() -> None:
             checks.append({a.name: pt[key] for a, pt in zip(chosen_archs, points, strict=True)})
         for r in budget_rows:
             score(r, r["budget_ms"], checks)
-            if "spread_only" in r:
-                score(r["spread_only"], r["budget_ms"], checks)
+            for alt in r["alternatives"].values():
+                score(alt, r["budget_ms"], checks)
         results["runtimes"][runtime] = {"table": table.to_dict(), "held_out": rows, "summary": summary,
                                         "budgets": budget_rows}  # fmt: skip
     rows = [b for r in results["runtimes"].values() for b in r["budgets"]]
     results["checks"] = tally(rows, args.checks)
-    if all("spread_only" in b for b in rows):
-        results["checks_spread_only"] = tally([b["spread_only"] | {"budget_ms": b["budget_ms"]} for b in rows],
-                                              args.checks)  # fmt: skip
+    results["checks_alternatives"] = {
+        name: tally([b["alternatives"][name] | {"budget_ms": b["budget_ms"]} for b in rows], args.checks)
+        for name in (rows[0]["alternatives"] if rows else {})
+    }
     results["wall_time_s"] = time.time() - start
     results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -251,24 +271,24 @@ def main() -> None:
     )
     print(
         f"\nBudgets (selection with the calibrated table and its guard band: {margins}; then measured; "
-        "'(spread)' rows: the same calibration's spread pass alone, checked in the same measurements)"
+        "rows in brackets: alternatives chosen from the same calibration, checked in the same measurements)"
     )
     print(
-        f"{'runtime':<12} {'budget ms':>9} {'chosen':<28} {'pred ms':>8} {'measured ms (each check)':>26} "
+        f"{'runtime':<20} {'budget ms':>9} {'chosen':<28} {'pred ms':>8} {'measured ms (each check)':>26} "
         f"{'met':>5} {'used (each check)':>18} {'best measured':>13}"
     )
     for runtime, r in results["runtimes"].items():
         for b in r["budgets"]:
             print_choice(runtime, b["budget_ms"], b, f"{100 * b['best_measured_used']:>12.0f}%")
-            if "spread_only" in b:
-                print_choice("  (spread)", b["budget_ms"], b["spread_only"], "")
-    for name, label in (("checks", "calibrated with the front pass"), ("checks_spread_only", "spread only")):
-        if name in results:
-            c = results[name]
-            print(
-                f"\n{label}: {c['budgets']} budgets x {args.checks} checks: budget met in {c['met']}/{c['total']}, "
-                f"met and >= 75% used in {c['met_and_used_75']}/{c['total']}"
-            )
+            for name, alt in b["alternatives"].items():
+                print_choice(f"  ({name})", b["budget_ms"], alt, "")
+    print()
+    tallies = {"as calibrated": results["checks"]} | results["checks_alternatives"]
+    for label, c in tallies.items():
+        print(
+            f"{label}: {c['budgets']} budgets x {args.checks} checks: budget met in {c['met']}/{c['total']}, "
+            f"met and >= 75% used in {c['met_and_used_75']}/{c['total']}"
+        )
     print(f"\nwrote {args.out} ({results['wall_time_s']:.0f} s)")
 
 

@@ -444,3 +444,37 @@ def test_front_sizes_caps_and_spreads(tmp_path: Path) -> None:
     assert front_sizes(grid, profile, table, 0, []) == []
     assert [a.depth for a in front_sizes(grid, profile, table, 4, [])] == [1, 4, 7, 10]
     assert [a.depth for a in front_sizes(grid, profile, table, 20, [grid[0].arch])] == list(range(2, 11))
+
+
+def test_calibrate_cli_reports_front_pass_and_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI says how many front sizes it timed, and warns when the machine's speed moved between passes."""
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+    from learngene_deploy.learngene.io import save_learngene
+    from learngene_deploy.learngene.lets import LeTsGenerator
+    from learngene_deploy.sizing import calibrate as calibration
+
+    slow_pass = {"value": 1.0}
+
+    def measure(archs, profile, workdir, **kwargs):  # the synthetic device; its second round is `slow_pass` slower
+        ms = [_synthetic_device(a) for a in archs]
+        return [{"arch": a.to_dict(), "p50_ms": t, "p90_ms": t, "p99_ms": t,
+                 "round_p50_ms": [t, t * slow_pass["value"]]} for a, t in zip(archs, ms, strict=True)]  # fmt: skip
+
+    monkeypatch.setattr(calibration, "measure", measure)
+    generator = LeTsGenerator(num_classes=10, img_size=32, patch_size=4, head_dim=32, learngene_depth=2,
+                              learngene_dim=64, aux_depth=8, aux_dim=128)  # fmt: skip
+    lg = save_learngene(tmp_path / "lets.safetensors", generator)
+    args = ["profiles", "calibrate", "cpu-host", "-l", str(lg), "--sizes", "6"]
+    quiet = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "quiet.json")])
+    assert quiet.exit_code == 0, quiet.output
+    table = LatencyTable.load(tmp_path / "quiet.json")
+    on_front = sum(p["pass"] == "front" for p in table.points)
+    assert on_front > 0 and f"({on_front} more on the predicted Pareto front)" in quiet.output
+    assert "warning" not in quiet.output and table.drift == 0.0
+    slow_pass["value"] = 1.3
+    noisy = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "noisy.json"), "--front", "0"])
+    assert noisy.exit_code == 0, noisy.output
+    assert "(0 more on the predicted Pareto front)" in noisy.output
+    assert "speed moved by 30% between calibration passes" in noisy.output
