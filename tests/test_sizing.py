@@ -444,6 +444,10 @@ def test_front_sizes_caps_and_spreads(tmp_path: Path) -> None:
     assert front_sizes(grid, profile, table, 0, []) == []
     assert [a.depth for a in front_sizes(grid, profile, table, 4, [])] == [1, 4, 7, 10]
     assert [a.depth for a in front_sizes(grid, profile, table, 20, [grid[0].arch])] == list(range(2, 11))
+    rt = profile.runtime
+    five = costs.estimate(grid[4].arch, batch=1, precision=rt.precision, backend=rt.backend).weight_mb
+    small = dataclasses.replace(profile, budgets=dataclasses.replace(profile.budgets, model_size_mb=five))
+    assert [a.depth for a in front_sizes(grid, small, table, 20, [])] == [1, 2, 3, 4, 5], "only sizes that fit"
 
 
 def test_calibrate_cli_reports_front_pass_and_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,13 +59,13 @@ def front_sizes(
     from learngene_deploy.sizing.latency import TablePredictor
     from learngene_deploy.sizing.select import pareto_front
 
+    if count <= 0:
+        return []
     done = set(measured)
     front: list[ArchSpec] = []
     for p in pareto_front(candidates, profile, TablePredictor(table, table.percentile)):
         if p.candidate.arch not in done and p.candidate.arch not in front:
             front.append(p.candidate.arch)
-    if count <= 0:
-        return []
     if len(front) <= count:
         return front
     if count == 1:

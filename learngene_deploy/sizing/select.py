@@ -138,13 +138,19 @@ def _rank_key(p: Prediction) -> tuple[int, float, float]:
 
 
 def pareto_front(candidates: list[Candidate], profile: Any, predictor: LatencyPredictor) -> list[Prediction]:
-    """The candidates selection can choose under some latency budget: those on the rank/latency Pareto front.
+    """The candidates selection can choose under some latency budget, the profile's other budgets as they are.
 
-    Every other candidate is beaten by one that ranks at least as high and is predicted no slower, so no
+    Those are the candidates within the memory and model-size budgets that are on the rank/latency Pareto front
+    among them: every other one is beaten by one that ranks at least as high and is predicted no slower, so no
     latency budget makes it the choice. Fastest first.
     """
-    front = [p for p in _pareto([predict(c, profile, predictor) for c in candidates]) if p.pareto]
-    return sorted(front, key=lambda p: p.latency_ms)
+    b = profile.budgets
+    allowed = [
+        p
+        for p in (predict(c, profile, predictor) for c in candidates)
+        if p.memory_mb <= b.memory_mb and p.weight_mb <= b.model_size_mb
+    ]
+    return sorted((p for p in _pareto(allowed) if p.pareto), key=lambda p: p.latency_ms)
 
 
 def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredictor | None = None) -> Selection:
