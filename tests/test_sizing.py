@@ -257,6 +257,25 @@ def test_profile_with_table_uses_measurement_then_fit(tmp_path: Path) -> None:
     assert source == "fit" and value == pytest.approx(expected, rel=1e-4)
 
 
+def test_selection_says_when_the_chosen_size_was_not_timed(tmp_path: Path) -> None:
+    """A choice predicted by the fit (not a calibration measurement) gets a note; a measured choice does not."""
+    table = LatencyTable.load(_table(tmp_path))
+    measured = ArchSpec.from_dict(table.points[0]["arch"])
+    profile = dataclasses.replace(
+        load_profile("cpu-host"), budgets=dataclasses.replace(load_profile("cpu-host").budgets, latency_ms=1e6)
+    )
+    only_measured = select(
+        [Candidate({"depth": measured.depth}, measured)], profile, predictor=TablePredictor(table, 90)
+    )
+    assert only_measured.chosen.latency_source == "measured"
+    assert not any("not timed in calibration" in n for n in only_measured.notes)
+    bigger = measured.replace(depth=measured.depth + 3)
+    grid = [Candidate({"depth": a.depth}, a) for a in (measured, bigger)]
+    fitted = select(grid, profile, predictor=TablePredictor(table, 90))
+    assert fitted.chosen.candidate.arch == bigger and fitted.chosen.latency_source == "fit"
+    assert any("not timed in calibration" in n and "--front" in n for n in fitted.notes)
+
+
 def test_table_for_other_settings_is_refused(tmp_path: Path) -> None:
     table_path = _table(tmp_path)
     data = yaml.safe_load((shipped_profiles_dir() / "raspberry-pi-5.yaml").read_text())

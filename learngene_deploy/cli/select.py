@@ -72,7 +72,7 @@ def select_command(
         )
     console = stdout()
     console.print(table)
-    console.print("► chosen   * on the accuracy/latency Pareto front")
+    console.print("► chosen   * on the Pareto front (accuracy, else parameters, against latency)")
     console.print(
         f"chosen: {chosen.candidate.label} ({chosen.params / 1e6:.3f}M parameters, "
         f"{chosen.latency_ms:.3g} ms predicted, "

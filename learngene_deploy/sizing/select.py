@@ -187,6 +187,11 @@ def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredi
             f"latency must fit with a {predictor.margin:.0%} guard band ({odds}, judged by the calibration fit's "
             "errors on sizes it was not fitted to)"
         )
+    if predictor.kind == "table" and chosen.latency_source == "fit":
+        notes.append(
+            "the chosen size was not timed in calibration, so its latency comes from the table's fitted model; "
+            f"re-run `lgdeploy profiles calibrate {profile.name}` with a larger --front to time it"
+        )
     if predictor.kind == "roofline":
         notes.append(
             "latency is a roofline estimate from the profile's device facts; "
