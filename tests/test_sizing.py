@@ -434,10 +434,14 @@ def test_calibration_times_the_sizes_selection_can_choose(monkeypatch: pytest.Mo
     assert len(passes) == 1 and len(spread_only.points) == 8
     passes.clear()
     table = calibration.calibrate(profile, grid, sizes=8, rounds=1)
-    assert len(passes) == 2, "a spread for the fit, then the front"
+    assert len(passes) >= 2, "a spread for the fit, then the front"
     expected = [p.candidate.arch for p in pareto_front(grid, profile, TablePredictor(spread_only, 90))]
     assert passes[1] == [a for a in expected if a not in passes[0]] and passes[1], "exactly the new front sizes"
-    assert [p["pass"] for p in table.points] == ["spread"] * 8 + ["front"] * len(passes[1])
+    assert [p["pass"] for p in table.points] == ["spread"] * 8 + ["front"] * (len(table.points) - 8)
+    timed = [a for batch in passes for a in batch]
+    assert len(timed) == len(set(timed)) == len(table.points) <= 8 + calibration.DEFAULT_FRONT_SIZES
+    final_front = pareto_front(grid, profile, TablePredictor(table, 90))
+    assert all(p.latency_source == "measured" for p in final_front), "the front as finally predicted is timed"
 
     def chosen(t: LatencyTable, budget: float) -> tuple[float, str]:
         tight = dataclasses.replace(profile, budgets=dataclasses.replace(profile.budgets, latency_ms=budget))
@@ -501,3 +505,32 @@ def test_calibrate_cli_reports_front_pass_and_drift(tmp_path: Path, monkeypatch:
     assert noisy.exit_code == 0, noisy.output
     assert "(0 more on the predicted Pareto front)" in noisy.output
     assert "speed moved by 30% between calibration passes" in noisy.output
+
+
+def test_front_passes_follow_a_front_that_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Noisy measurements move the front; later passes time the sizes that join it, so the final front is timed."""
+    import zlib
+
+    from learngene_deploy.sizing import calibrate as calibration
+
+    def noisy_device(arch: ArchSpec) -> float:  # +-20 % per size, fixed for a size (like one noisy measurement)
+        return _synthetic_device(arch) * (1 + 0.2 * (2 * zlib.crc32(arch.name.encode()) / 2**32 - 1))
+
+    def measure(archs, profile, workdir, **kwargs):
+        return [{"arch": a.to_dict(), "p50_ms": noisy_device(a), "p90_ms": noisy_device(a),
+                 "p99_ms": noisy_device(a), "round_p50_ms": [noisy_device(a)]} for a in archs]  # fmt: skip
+
+    monkeypatch.setattr(calibration, "measure", measure)
+    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=2, num_heads=2)
+    grid = [Candidate({"depth": d, "width": w}, base.replace(depth=d, embed_dim=w, num_heads=w // 32))
+            for d in range(1, 13) for w in (64, 96, 128, 192)]  # fmt: skip
+    profile = load_profile("cpu-host")
+    default_passes = calibration.FRONT_PASSES
+
+    def untimed_on_front(passes: int) -> int:
+        monkeypatch.setattr(calibration, "FRONT_PASSES", passes)
+        table = calibration.calibrate(profile, grid, sizes=8, rounds=1)
+        return sum(p.latency_source != "measured" for p in pareto_front(grid, profile, TablePredictor(table, 90)))
+
+    assert untimed_on_front(1) > 0, "one pass over the first fit's front leaves a size that joined it later"
+    assert untimed_on_front(default_passes) == 0

@@ -160,8 +160,8 @@ def calibrate(
         typer.Option(
             "--front",
             min=0,
-            help="At most this many more sizes, on the Pareto front the first fit predicts (the sizes selection "
-            "can choose), timed in a second pass; 0 skips it.",
+            help="At most this many more sizes, on the predicted Pareto front (the sizes selection can choose), "
+            "timed after the spread in up to three passes; 0 skips them.",
         ),
     ] = DEFAULT_FRONT_SIZES,
     runs: Annotated[int, typer.Option("--runs", min=5, help="Timed runs per process.")] = 50,

@@ -8,9 +8,10 @@ and compiled exactly as a build would, and benchmarked in fresh processes: each 
 The rounds are interleaved over the sizes (round 1 of every size, then round 2, ...), so that a slow phase of a
 shared machine cannot fall on every round of one size.
 
-Two passes: a spread of sizes evenly spaced in FLOPs, for the fitted model that predicts every other size; then
-the sizes selection can actually choose -- the accuracy/latency Pareto front under that first fit -- so that a
-chosen size is predicted by its own measurement, not by the fit. The fit's errors are largest exactly where
+First a spread of sizes evenly spaced in FLOPs, for the fitted model that predicts every other size; then the
+sizes selection can actually choose -- the accuracy/latency Pareto front predicted from the sizes timed so far,
+re-predicted after each pass since measuring sizes moves it -- so that a chosen size is predicted by its own
+measurement, not by the fit. The fit's errors are largest exactly where
 selection picks (wide, shallow sizes: the most parameters per millisecond), so measuring them matters most.
 """
 
@@ -30,6 +31,7 @@ from learngene_deploy.sizing.latency import FEATURES, LatencyTable, fit
 from learngene_deploy.sizing.select import Candidate
 
 DEFAULT_FRONT_SIZES = 24  # Pareto-front sizes timed after the spread (a 4-width x 12-depth grid has 15-18 new)
+FRONT_PASSES = 3  # passes over the predicted front at most (each re-predicts it from everything timed so far)
 DEFAULT_CONFIDENCE = 0.9  # a selected size meets its latency budget 9 times in 10 (by the calibration's errors)
 ROBUST_SIGMA = 1.4826  # standard deviation of a normal distribution per unit of median absolute deviation
 
@@ -174,8 +176,9 @@ def calibrate(
         candidates: sizes the learngene offers.
         sizes: how many distinct architectures to time for the fit, evenly spaced in FLOPs (at least the number
             of fitted coefficients, 5; more make the leave-one-out error behind the guard band trustworthy).
-        front: at most this many more sizes, from the Pareto front the first fit predicts (the sizes selection
-            can choose), timed in a second pass; 0 times the spread only.
+        front: at most this many more sizes, from the Pareto front predicted by the fit (the sizes selection
+            can choose), timed in up to three more passes (each re-predicts the front from everything timed
+            so far, since measuring sizes moves it); 0 times the spread only.
         runs: timed runs per process; rounds: fresh processes per size, interleaved over the sizes of a pass
             (each percentile is the lowest of the rounds).
         confidence: how likely a selected size should meet its latency budget; sets the guard band.
@@ -188,14 +191,19 @@ def calibrate(
     try:
         points = [p | {"pass": "spread"} for p in measure(archs, profile, workdir, **timing)]
         drift = [pass_drift(points)]
-        first = table_from_points(profile, points, confidence=confidence)
-        extra = front_sizes(candidates, profile, first, front, archs)
-        if extra:
+        measured, left = list(archs), front
+        for _ in range(FRONT_PASSES):  # measuring the front moves it; time what joins it, within the cap
+            current = table_from_points(profile, points, confidence=confidence)
+            extra = front_sizes(candidates, profile, current, left, measured)
+            if not extra:
+                break
             if progress is not None:
-                progress(f"timing {len(extra)} more sizes: the Pareto front predicted by the first fit")
+                progress(f"timing {len(extra)} more sizes: the Pareto front predicted from the sizes timed so far")
             more = [p | {"pass": "front"} for p in measure(extra, profile, workdir, **timing)]
             drift.append(pass_drift(more))
             points += more
+            measured += extra
+            left -= len(extra)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     known = [d for d in drift if d is not None]
