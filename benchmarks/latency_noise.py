@@ -20,8 +20,10 @@ Latency does not depend on weight values, so the models are random-weight ViTs o
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -63,6 +65,7 @@ def main() -> None:
     if args.processes <= args.rounds:
         parser.error(f"--processes ({args.processes}) must exceed --rounds ({args.rounds}) to draw different groups")
     workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-noise-"))
+    atexit.register(shutil.rmtree, workdir, True)  # compiled models
     print(f"load: {Path('/proc/loadavg').read_text().strip()}")
     start, rng = time.time(), random.Random(0)
     results: dict = {"processes": args.processes, "rounds": args.rounds, "sizes": {}}

@@ -22,9 +22,11 @@ Prints tables and writes JSON.
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import json
 import math
+import shutil
 import statistics
 import tempfile
 import time
@@ -153,6 +155,7 @@ def main() -> None:
     if args.quick:
         args.runs, args.rounds, args.calibration_sizes, args.eval_sizes = 30, 1, 6, 10
     workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-latbench-"))
+    atexit.register(shutil.rmtree, workdir, True)  # compiled models: hundreds of MB per run
     meta = learngene_metadata(workdir, args.shape)
     candidates = candidates_from_metadata(meta)
     print(f"learngene: {meta['method']}, {len(candidates)} candidate sizes; load: {Path('/proc/loadavg').read_text()}")
