@@ -11,8 +11,8 @@ shared machine cannot fall on every round of one size.
 First a spread of sizes evenly spaced in FLOPs, for the fitted model that predicts every other size; then the
 sizes selection can actually choose -- the accuracy/latency Pareto front predicted from the sizes timed so far,
 re-predicted after each pass since measuring sizes moves it -- so that a chosen size is predicted by its own
-measurement, not by the fit. The fit's errors are largest exactly where
-selection picks (wide, shallow sizes: the most parameters per millisecond), so measuring them matters most.
+measurement, not by the fit. The fit's errors are largest exactly where selection picks (wide, shallow sizes:
+the most parameters per millisecond), so measuring them matters most.
 """
 
 from __future__ import annotations
@@ -44,11 +44,18 @@ def spread(candidates: list[Candidate], count: int) -> list[ArchSpec]:
     """Up to ``count`` distinct architectures evenly spaced in FLOPs, smallest and largest included."""
     from learngene_deploy.sizing.cost import flops
 
-    archs = sorted({c.arch for c in candidates}, key=lambda a: (sum(flops(a)), a.name))
-    if len(archs) <= count:
-        return archs
-    picks = sorted({round(i * (len(archs) - 1) / (count - 1)) for i in range(count)})
-    return [archs[i] for i in picks]
+    return evenly(sorted({c.arch for c in candidates}, key=lambda a: (sum(flops(a)), a.name)), count)
+
+
+def evenly(items: list[ArchSpec], count: int) -> list[ArchSpec]:
+    """Up to ``count`` of ``items``, evenly spaced over the list, the last one always included."""
+    if count <= 0:
+        return []
+    if len(items) <= count:
+        return items
+    if count == 1:
+        return [items[-1]]
+    return [items[i] for i in sorted({round(i * (len(items) - 1) / (count - 1)) for i in range(count)})]
 
 
 def front_sizes(
@@ -68,11 +75,7 @@ def front_sizes(
     for p in pareto_front(candidates, profile, TablePredictor(table, table.percentile)):
         if p.candidate.arch not in done and p.candidate.arch not in front:
             front.append(p.candidate.arch)
-    if len(front) <= count:
-        return front
-    if count == 1:
-        return [front[-1]]
-    return [front[i] for i in sorted({round(i * (len(front) - 1) / (count - 1)) for i in range(count)})]
+    return evenly(front, count)
 
 
 def compile_size(arch: ArchSpec, profile: Any, workdir: Path) -> Compiled:
