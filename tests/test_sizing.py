@@ -414,21 +414,39 @@ def _synthetic_device(arch: ArchSpec) -> float:
     return 0.2 + 0.04 * arch.depth + 2e-6 * linear / efficiency + 1e-5 * attention
 
 
+def _width_grid() -> list[Candidate]:
+    """A LeTs-like grid without an accuracy table: depths 1-12 x four widths."""
+    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=2, num_heads=2)
+    return [Candidate({"depth": d, "width": w}, base.replace(depth=d, embed_dim=w, num_heads=w // 32))
+            for d in range(1, 13) for w in (64, 96, 128, 192)]  # fmt: skip
+
+
+def _fake_measure(device, seen: list | None = None, second_round=None):
+    """`calibrate.measure` on a synthetic ``device`` instead of compiled models; each pass's sizes go to ``seen``.
+
+    ``second_round``, when given, returns how much slower a second round of every size is (for the pass drift).
+    """
+
+    def measure(archs, profile, workdir, **kwargs):
+        if seen is not None:
+            seen.append(list(archs))
+        points = []
+        for a in archs:
+            t = device(a)
+            rounds = [t] if second_round is None else [t, t * second_round()]
+            points.append({"arch": a.to_dict(), "p50_ms": t, "p90_ms": t, "p99_ms": t, "round_p50_ms": rounds})
+        return points
+
+    return measure
+
+
 def test_calibration_times_the_sizes_selection_can_choose(monkeypatch: pytest.MonkeyPatch) -> None:
     """The second pass times the front the first fit predicts; then a chosen size is predicted by its measurement."""
     from learngene_deploy.sizing import calibrate as calibration
 
-    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=2, num_heads=2)
-    grid = [Candidate({"depth": d, "width": w}, base.replace(depth=d, embed_dim=w, num_heads=w // 32))
-            for d in range(1, 13) for w in (64, 96, 128, 192)]  # fmt: skip
+    grid = _width_grid()
     passes = []
-
-    def measure(archs, profile, workdir, **kwargs):  # the synthetic device instead of compiled models
-        passes.append(list(archs))
-        return [{"arch": a.to_dict(), "p50_ms": _synthetic_device(a), "p90_ms": _synthetic_device(a),
-                 "p99_ms": _synthetic_device(a), "round_p50_ms": [_synthetic_device(a)]} for a in archs]  # fmt: skip
-
-    monkeypatch.setattr(calibration, "measure", measure)
+    monkeypatch.setattr(calibration, "measure", _fake_measure(_synthetic_device, seen=passes))
     profile = load_profile("cpu-host")
     spread_only = calibration.calibrate(profile, grid, sizes=8, front=0, rounds=1)
     assert len(passes) == 1 and len(spread_only.points) == 8
@@ -482,14 +500,10 @@ def test_calibrate_cli_reports_front_pass_and_drift(tmp_path: Path, monkeypatch:
     from learngene_deploy.learngene.lets import LeTsGenerator
     from learngene_deploy.sizing import calibrate as calibration
 
-    slow_pass = {"value": 1.0}
-
-    def measure(archs, profile, workdir, **kwargs):  # the synthetic device; its second round is `slow_pass` slower
-        ms = [_synthetic_device(a) for a in archs]
-        return [{"arch": a.to_dict(), "p50_ms": t, "p90_ms": t, "p99_ms": t,
-                 "round_p50_ms": [t, t * slow_pass["value"]]} for a, t in zip(archs, ms, strict=True)]  # fmt: skip
-
-    monkeypatch.setattr(calibration, "measure", measure)
+    slow_pass = {"value": 1.0}  # how much slower the second round of every size is
+    monkeypatch.setattr(
+        calibration, "measure", _fake_measure(_synthetic_device, second_round=lambda: slow_pass["value"])
+    )
     generator = LeTsGenerator(num_classes=10, img_size=32, patch_size=4, head_dim=32, learngene_depth=2,
                               learngene_dim=64, aux_depth=8, aux_dim=128)  # fmt: skip
     lg = save_learngene(tmp_path / "lets.safetensors", generator)
@@ -516,14 +530,8 @@ def test_front_passes_follow_a_front_that_moves(monkeypatch: pytest.MonkeyPatch)
     def noisy_device(arch: ArchSpec) -> float:  # +-20 % per size, fixed for a size (like one noisy measurement)
         return _synthetic_device(arch) * (1 + 0.2 * (2 * zlib.crc32(arch.name.encode()) / 2**32 - 1))
 
-    def measure(archs, profile, workdir, **kwargs):
-        return [{"arch": a.to_dict(), "p50_ms": noisy_device(a), "p90_ms": noisy_device(a),
-                 "p99_ms": noisy_device(a), "round_p50_ms": [noisy_device(a)]} for a in archs]  # fmt: skip
-
-    monkeypatch.setattr(calibration, "measure", measure)
-    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=2, num_heads=2)
-    grid = [Candidate({"depth": d, "width": w}, base.replace(depth=d, embed_dim=w, num_heads=w // 32))
-            for d in range(1, 13) for w in (64, 96, 128, 192)]  # fmt: skip
+    monkeypatch.setattr(calibration, "measure", _fake_measure(noisy_device))
+    grid = _width_grid()
     profile = load_profile("cpu-host")
     default_passes = calibration.FRONT_PASSES
 
