@@ -1,0 +1,69 @@
+"""Pure helpers of the benchmark scripts (the scripts themselves measure and are never run by the tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ceiling = _load("latency_ceiling")
+
+
+def test_window_share_counts_checks_inside_75_to_100_percent_of_the_budget():
+    # budget placed at predicted x (1 + band): a ratio r uses r / (1 + band) of it
+    assert ceiling.window_share([0.8, 0.9, 1.0], 0.0) == 1.0
+    assert ceiling.window_share([0.7, 0.9, 1.05], 0.0) == pytest.approx(1 / 3)
+    assert ceiling.window_share([1.1], 0.0) == 0.0
+    assert ceiling.window_share([1.1], 0.1) == 1.0
+    assert math.isnan(ceiling.window_share([], 0.1))
+
+
+def test_best_band_is_the_smallest_band_reaching_the_highest_share():
+    assert ceiling.best_band([1.2, 1.2, 1.2]) == (1.0, pytest.approx(0.2))
+    assert ceiling.best_band([0.8, 0.9]) == (1.0, 0.0)
+    # a 0.6-1.3 spread (more than the 75-100 % window allows) cannot all be placed in it
+    share, _ = ceiling.best_band([0.6, 1.0, 1.3])
+    assert share == pytest.approx(2 / 3)
+
+
+def test_ceiling_falls_as_measurements_repeat_worse():
+    rng = random.Random(0)
+
+    def share(sigma: float) -> float:
+        return ceiling.best_band([math.exp(rng.gauss(0.0, sigma)) for _ in range(400)])[0]
+
+    quiet, noisy = share(0.02), share(0.2)
+    assert quiet == 1.0
+    assert noisy < 0.6  # +-0.144 in log is about 0.72 sigma at sigma 0.2: ~53 % inside at best
+
+
+def test_ratios_pair_every_check_with_the_prediction_and_with_the_other_checks():
+    predicted, repeat = ceiling.ratios([(2.0, [2.0, 2.2]), (1.0, [0.9])])
+    assert predicted == pytest.approx([1.0, 1.1, 0.9])
+    assert sorted(repeat) == pytest.approx(sorted([2.0 / 2.2, 2.2 / 2.0]))  # a single check pairs with nothing
+
+
+def test_achieved_and_chosen_checks_read_a_latency_prediction_result():
+    result = {
+        "budgets": [
+            {"budget_ms": 2.0, "chosen": "depth=4", "predicted_ms": 1.6, "measured_ms": [1.7, 2.1, 1.4]},
+            {"budget_ms": 3.0, "chosen": "depth=4", "predicted_ms": 1.6, "measured_ms": [1.7, 2.1, 1.4]},
+            {"budget_ms": 0.5, "chosen": None, "measured_ms": []},  # nothing fitted: fails its three checks
+        ]
+    }
+    # checks, met (1.7, 1.4 | all three), met and >= 75 % used (1.7 of 2.0 | 2.1 of 3.0 is 70 %: none)
+    assert ceiling.achieved(result) == (9, 5, 1)
+    assert ceiling.chosen_checks(result) == [(1.6, [1.7, 2.1, 1.4])]  # one model, counted once
