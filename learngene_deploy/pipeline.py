@@ -141,8 +141,40 @@ def _relative_record(record: dict[str, Any], root: Path) -> dict[str, Any]:
     }
 
 
+def latency_miss_note(
+    measured_ms: float, budget_ms: float, predicted_ms: float, predicted_source: str, profile: str
+) -> str | None:
+    """Why a measured latency missed its budget, and what to do about it; ``None`` when it met the budget.
+
+    ``predicted_source`` is where selection's prediction came from: ``"measured"`` or ``"fit"`` (the profile's
+    latency table) or ``"roofline"`` (no table).
+    """
+    if measured_ms <= budget_ms:
+        return None
+    head = f"measured {measured_ms:.3g} ms against the {budget_ms:g} ms budget"
+    calibrate = f"`lgdeploy profiles calibrate {profile} --out FILE`"
+    if predicted_ms > budget_ms:
+        return f"{head}; the size was already predicted over it ({predicted_ms:.3g} ms)."
+    if predicted_source == "roofline":
+        return (
+            f"{head}, where the uncalibrated roofline estimate was {predicted_ms:.3g} ms; calibrate the device "
+            f"({calibrate}, run on it) and reference the table from the profile, so selection predicts from "
+            "measurements."
+        )
+    return (
+        f"{head}, {measured_ms / predicted_ms - 1:.0%} above the {predicted_ms:.3g} ms its latency table "
+        f"predicted; if the device was busier or hotter than when it was calibrated, re-measure it idle with "
+        f"`lgdeploy bench`, otherwise re-calibrate it ({calibrate})."
+    )
+
+
 def _judge(
-    profile: Any, predicted_ms: float, predicted_mb: float, stats: dict[str, Any] | None, files_mb: float
+    profile: Any,
+    predicted_ms: float,
+    predicted_source: str,
+    predicted_mb: float,
+    stats: dict[str, Any] | None,
+    files_mb: float,
 ) -> dict[str, Any]:
     """Pass/fail of every budget, with what each verdict is based on."""
     b = profile.budgets
@@ -150,8 +182,10 @@ def _judge(
     measured = stats.get(key) if stats else None
     if profile.host and measured is not None:
         latency, basis = measured, f"measured {key} on this machine (the profile's device)"
+        note = latency_miss_note(measured, b.latency_ms, predicted_ms, predicted_source, profile.name)
     else:
         latency, basis = predicted_ms, "predicted for the target device (this machine is not the target)"
+        note = None
     memory = stats.get("model_rss_mb") if (profile.host and stats) else None
     return {
         "latency": {
@@ -160,7 +194,8 @@ def _judge(
             "value_ms": latency,
             "basis": basis,
             "passed": latency <= b.latency_ms,
-        },
+        }
+        | ({"note": note} if note else {}),
         "memory": {
             "budget_mb": b.memory_mb,
             "value_mb": memory if memory is not None else predicted_mb,
@@ -414,7 +449,7 @@ def _build(opts: BuildOptions, profile: Any, out_dir: Path, work: BuildWork, log
 
         model_files = compiled.files if compiled is not None else (simplified.path,)
         files_mb = sum(Path(p).stat().st_size for p in model_files) / 2**20
-        verdict = _judge(profile, chosen.latency_ms, chosen.memory_mb, stats, files_mb)
+        verdict = _judge(profile, chosen.latency_ms, chosen.latency_source, chosen.memory_mb, stats, files_mb)
         manifest = {
             "status": "complete" if not skipped else "complete-with-skipped-steps",
             "profile": {
@@ -485,6 +520,8 @@ def _build(opts: BuildOptions, profile: Any, out_dir: Path, work: BuildWork, log
         final = writer.finalize(manifest)
     summary = "; ".join(f"{name} {'ok' if v['passed'] else 'MISSED'}" for name, v in verdict.items())
     log("artifact", f"{final} (budgets: {summary})")
+    if "note" in verdict["latency"]:
+        log("artifact", f"latency budget missed: {verdict['latency']['note']}")
     return BuildResult(out_dir=final, manifest=manifest, skipped=tuple(skipped))
 
 
@@ -574,11 +611,22 @@ def record_target_benchmark(
     measured = record["stats"][key]
     manifest.setdefault("target_benchmarks", []).append(record)
     manifest["latency"]["measured_ms"] = measured
-    manifest["budgets"]["latency"].update(
+    latency = manifest["budgets"]["latency"]
+    latency.update(
         value_ms=measured,
         basis=f"measured {key} by `lgdeploy bench` on {where or record['host']['hostname']}",
         passed=measured <= budgets["latency_ms"],
     )
+    note = latency_miss_note(
+        measured,
+        budgets["latency_ms"],
+        manifest["latency"]["predicted_ms"],
+        manifest["latency"].get("predicted_source", "roofline"),
+        manifest["profile"]["name"],
+    )
+    latency.pop("note", None)  # an earlier measurement's note no longer applies
+    if note:
+        latency["note"] = note
     with atomic_path(root / MANIFEST) as tmp:  # a failed rewrite leaves no stray file in the artifact
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -132,6 +132,7 @@ def report_markdown(manifest: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {limit:g}{unit} | {value:.3g}{unit} | {v['basis']} | {'pass' if v['passed'] else '**miss**'} |"
         )
+    lines += [f"\n{name} budget missed: {v['note']}" for name, v in manifest["budgets"].items() if v.get("note")]
     lines += [
         "",
         "## Latency",

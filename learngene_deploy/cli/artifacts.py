@@ -105,3 +105,5 @@ def bench_command(
         f"budget {verdict['budget_ms']:g} ms p{verdict['percentile']}: {'pass' if verdict['passed'] else 'MISSED'} "
         f"(was predicted {manifest['latency']['predicted_ms']:.3g} ms)"
     )
+    if verdict.get("note"):
+        typer.echo(f"latency budget missed: {verdict['note']}")
