@@ -287,6 +287,41 @@ def test_table_for_other_settings_is_refused(tmp_path: Path) -> None:
         predictor_for(load_profile(tmp_path / "p.yaml"))
 
 
+def test_table_for_other_threads_is_refused(tmp_path: Path) -> None:
+    """Latency depends on the thread count: a 2-thread table cannot predict a 4-thread profile."""
+    table_path = _table(tmp_path)
+    data = yaml.safe_load((shipped_profiles_dir() / "cpu-host.yaml").read_text())
+    data["latency_table"] = table_path.name
+    data["runtime"]["threads"] = 4
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match="threads 4 vs 2"):
+        predictor_for(load_profile(tmp_path / "p.yaml"))
+
+
+def test_host_profile_notes_a_table_measured_on_another_machine(tmp_path: Path) -> None:
+    from learngene_deploy.artifact import host_facts
+
+    here = host_facts()
+    profile = load_profile("cpu-host")
+    profile = dataclasses.replace(profile, budgets=dataclasses.replace(profile.budgets, latency_ms=1e6))
+    arch = ArchSpec.from_dict(LatencyTable.load(_table(tmp_path)).points[0]["arch"])
+    grid = [Candidate({"depth": arch.depth}, arch)]
+
+    def notes(host: dict) -> list[str]:
+        table = LatencyTable.load(_table(tmp_path, host=host))
+        return [n for n in select(grid, profile, predictor=TablePredictor(table, 90)).notes if "another machine" in n]
+
+    assert notes(here) == []
+    assert notes(here | {"hostname": "renamed-container"}) == []  # the hostname alone does not change latency
+    assert notes({}) == []  # a table without host facts is not second-guessed
+    other = notes(here | {"cpu": "Some Other CPU", "logical_cpus": 64})
+    assert len(other) == 1 and "'Some Other CPU' there" in other[0] and "64 there" in other[0]
+    assert "lgdeploy profiles calibrate cpu-host" in other[0]
+    not_host = dataclasses.replace(profile, host=False)  # a target profile's table is measured elsewhere on purpose
+    table = LatencyTable.load(_table(tmp_path, host=here | {"cpu": "Some Other CPU"}))
+    assert not any("another machine" in n for n in select(grid, not_host, predictor=TablePredictor(table, 90)).notes)
+
+
 def test_table_margin_guards_the_latency_budget(tmp_path: Path) -> None:
     """A size measured just under the budget fits without a guard band and is refused with one."""
     table = LatencyTable.load(_table(tmp_path, margin=0.2))

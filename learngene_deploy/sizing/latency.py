@@ -247,6 +247,7 @@ def predictor_for(profile: Any) -> LatencyPredictor:
             ("backend", rt.backend, table.backend),
             ("precision", rt.precision, table.precision),
             ("batch", profile.budgets.batch, table.batch),
+            ("threads", rt.threads, table.threads),
         )
         if mine != theirs
     ]
@@ -257,6 +258,25 @@ def predictor_for(profile: Any) -> LatencyPredictor:
         )
         raise ProfileError(msg)
     return TablePredictor(table=table, percentile=profile.budgets.percentile)
+
+
+MACHINE_KEYS = ("system", "machine", "cpu", "logical_cpus")  # host facts that change latency (not the hostname)
+
+
+def other_machine(recorded: dict[str, Any]) -> str | None:
+    """How the machine a table was measured on (its ``host`` facts) differs from this one; ``None`` if it does not.
+
+    Facts the table did not record are not compared.
+    """
+    from learngene_deploy.artifact import host_facts
+
+    here = host_facts()
+    diffs = [
+        f"{k} {recorded[k]!r} there, {here.get(k)!r} here"
+        for k in MACHINE_KEYS
+        if k in recorded and recorded[k] != here.get(k)
+    ]
+    return "; ".join(diffs) or None
 
 
 def relative_error(predicted: float, measured: float) -> float:

@@ -13,7 +13,7 @@ from typing import Any
 from learngene_deploy.errors import SelectionError
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.sizing import cost as costs
-from learngene_deploy.sizing.latency import LatencyPredictor, predictor_for
+from learngene_deploy.sizing.latency import LatencyPredictor, TablePredictor, other_machine, predictor_for
 
 
 @dataclass(frozen=True)
@@ -192,6 +192,13 @@ def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredi
             "the chosen size was not timed in calibration, so its latency comes from the table's fitted model; "
             f"re-run `lgdeploy profiles calibrate {profile.name}` with a larger --front to time it"
         )
+    if isinstance(predictor, TablePredictor) and getattr(profile, "host", False):
+        elsewhere = other_machine(predictor.table.host)
+        if elsewhere:
+            notes.append(
+                f"the latency table was measured on another machine ({elsewhere}), but '{profile.name}' is the "
+                f"machine lgdeploy runs on; re-run `lgdeploy profiles calibrate {profile.name}` here"
+            )
     if predictor.kind == "roofline":
         notes.append(
             "latency is a roofline estimate from the profile's device facts; "
