@@ -52,17 +52,25 @@ def chosen_checks(runtime_result: dict) -> list[tuple[float, list[float]]]:
     return list(seen.values())
 
 
+def pairs(values: list[float]) -> list[float]:
+    """Every ordered ratio of two different measurements of one model."""
+    return [a / b for i, a in enumerate(values) for j, b in enumerate(values) if i != j]
+
+
 def ratios(models: list[tuple[float, list[float]]]) -> tuple[list[float], list[float]]:
     """(measured / predicted over every check, check / other check of the same model over every ordered pair)."""
     predicted = [m / p for p, checks in models for m in checks]
-    repeat = [a / b for _, checks in models for i, a in enumerate(checks) for j, b in enumerate(checks) if i != j]
+    repeat = [r for _, checks in models for r in pairs(checks)]
     return predicted, repeat
 
 
-def achieved(runtime_result: dict) -> tuple[int, int, int]:
-    """(checks, budget met, met and >= 75 % used) as calibrated; a budget where nothing fits fails its checks."""
-    rows = runtime_result["budgets"]
-    per_budget = max((len(b["measured_ms"]) for b in rows), default=0)
+def achieved(rows: list[dict], per_budget: int | None = None) -> tuple[int, int, int]:
+    """(checks, budget met, met and >= 75 % used) over budget ``rows`` with their ``measured_ms`` checks.
+
+    A budget where nothing fits fails all ``per_budget`` checks (default: the most any budget has).
+    """
+    if per_budget is None:
+        per_budget = max((len(b["measured_ms"]) for b in rows), default=0)
     checks = [(m <= b["budget_ms"], m / b["budget_ms"]) for b in rows for m in b["measured_ms"]]
     return len(rows) * per_budget, sum(ok for ok, _ in checks), sum(ok and u >= LOW for ok, u in checks)
 
@@ -104,7 +112,7 @@ def main() -> None:
         for runtime, result in data["runtimes"].items():
             models = chosen_checks(result)
             predicted, repeat = ratios(models)
-            counts = achieved(result)
+            counts = achieved(result["budgets"])
             rows.append(summarise(f"{path.stem.removeprefix('latency_prediction_')} {runtime}", predicted, repeat,
                                   counts))  # fmt: skip
             everything["predicted"] += predicted

@@ -113,13 +113,8 @@ def score(row: dict, budget: float, checks: list[dict[str, float]]) -> None:
 
 
 def tally(rows: list[dict], checks_per_budget: int) -> dict:
-    checks = [(m <= b["budget_ms"], m / b["budget_ms"]) for b in rows for m in b["measured_ms"]]
-    return {
-        "budgets": len(rows),
-        "total": len(rows) * checks_per_budget,  # a budget where nothing fits fails every check
-        "met": sum(ok for ok, _ in checks),
-        "met_and_used_75": sum(ok and u >= 0.75 for ok, u in checks),
-    }
+    total, met, used = achieved(rows, checks_per_budget)  # a budget where nothing fits fails every check
+    return {"budgets": len(rows), "total": total, "met": met, "met_and_used_75": used}
 
 
 def print_choice(runtime: str, budget: float, b: dict, tail: str) -> None:
@@ -254,7 +249,7 @@ def main() -> None:
     }
     # How often could any selection have landed in 75-100 % of the budget, given how these measurements repeat?
     results["noise_ceiling"] = {
-        runtime: summarise(runtime, *ratios(chosen_checks(r)), achieved(r))
+        runtime: summarise(runtime, *ratios(chosen_checks(r)), achieved(r["budgets"], args.checks))
         for runtime, r in results["runtimes"].items()
     }
     results["wall_time_s"] = time.time() - start

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from latency_ceiling import best_band, log_spread  # run from benchmarks/
+from latency_ceiling import best_band, log_spread, pairs  # run from benchmarks/
 
 from learngene_deploy.bench import benchmark_many
 from learngene_deploy.models.vit import ArchSpec
@@ -32,11 +32,6 @@ from learngene_deploy.pipeline import resolve_profile
 from learngene_deploy.sizing.calibrate import compile_size
 
 SIZES = [(2, 192), (4, 160), (6, 192)]  # (depth, width) of the vit-small shape: about 1.5, 2.5 and 5 ms on 1 core
-
-
-def pairs(values: list[float]) -> list[float]:
-    """Every ordered ratio of two different repeats."""
-    return [a / b for i, a in enumerate(values) for j, b in enumerate(values) if i != j]
 
 
 def main() -> None:

@@ -65,5 +65,6 @@ def test_achieved_and_chosen_checks_read_a_latency_prediction_result():
         ]
     }
     # checks, met (1.7, 1.4 | all three), met and >= 75 % used (1.7 of 2.0 | 2.1 of 3.0 is 70 %: none)
-    assert ceiling.achieved(result) == (9, 5, 1)
+    assert ceiling.achieved(result["budgets"]) == (9, 5, 1)
+    assert ceiling.achieved(result["budgets"], 4) == (12, 5, 1)  # four checks per budget: the empty one fails 4
     assert ceiling.chosen_checks(result) == [(1.6, [1.7, 2.1, 1.4])]  # one model, counted once
