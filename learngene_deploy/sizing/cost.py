@@ -6,6 +6,10 @@ instant and works without building models.
 FLOPs count what ``torch.utils.flop_counter.FlopCounterMode`` counts for a timm ViT: 2 per multiply-add in
 the patch-embedding convolution, every Linear layer and the two attention matmuls (QKᵀ and AV); LayerNorm,
 softmax, GELU and residual adds are not counted (they are memory-bound and enter through ``bytes_moved``).
+
+The attention matmuls are counted even where FlopCounterMode misses them: some torch releases (2.14.1) register no
+FLOP formula for the CPU fused-attention op behind ``F.scaled_dot_product_attention`` and count it as 0. The test
+compares against the count with timm's ``fused_attn`` off (the same matmuls, written out), which every torch counts.
 """
 
 from __future__ import annotations
