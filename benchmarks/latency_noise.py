@@ -33,7 +33,7 @@ import numpy as np
 from latency_prediction import learngene_metadata  # the same random LeTs learngene shape (run from benchmarks/)
 
 from learngene_deploy import bench
-from learngene_deploy.pipeline import resolve_profile
+from learngene_deploy.profile import resolve_profile
 from learngene_deploy.sizing.calibrate import compile_size
 from learngene_deploy.sizing.candidates import candidates_from_metadata
 

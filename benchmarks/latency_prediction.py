@@ -37,7 +37,7 @@ from latency_ceiling import achieved, chosen_checks, ratios, summarise
 from learngene_deploy.errors import SelectionError
 from learngene_deploy.learngene.io import read_metadata, save_learngene
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.pipeline import resolve_profile
+from learngene_deploy.profile import resolve_profile
 from learngene_deploy.shipped import list_shipped_learngenes
 from learngene_deploy.sizing.calibrate import (
     DEFAULT_FRONT_SIZES,

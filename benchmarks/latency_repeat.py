@@ -28,7 +28,7 @@ from latency_ceiling import best_band, log_spread, pairs  # run from benchmarks/
 
 from learngene_deploy.bench import benchmark_many
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.pipeline import resolve_profile
+from learngene_deploy.profile import resolve_profile
 from learngene_deploy.sizing.calibrate import compile_size
 
 SIZES = [(2, 192), (4, 160), (6, 192)]  # (depth, width) of the vit-small shape: about 1.5, 2.5 and 5 ms on 1 core

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,15 @@ MAX_RUNS = 100_000  # stop a round here even if min_time_s is not reached (tiny 
 
 
 ROUND_KEYS = ("round_p50_ms", "round_p90_ms", "round_p99_ms")  # per-round values kept in LatencyStats
+
+
+def local_threads(threads: int | None) -> int | None:
+    """A target's thread count as this machine runs it: at most its cores.
+
+    The target's count can exceed the build machine's cores (x86-server: 16 on a 2-core CI box); oversubscribed
+    runs would measure contention, not the model. Manifests record the count actually used.
+    """
+    return min(threads, os.cpu_count() or 1) if threads else threads
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ The CLI prints ``str(error)`` to stderr and exits non-zero; tracebacks only with
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
+EDQUOT = getattr(errno, "EDQUOT", errno.ENOSPC)  # quota exceeded (absent on some platforms)
+
 
 class LgdError(Exception):
     """Base class of every error the toolkit raises on purpose."""
@@ -51,3 +56,13 @@ class RemoteError(LgdError):
 
 class ArtifactError(LgdError):
     """An artifact directory is incomplete, tampered with or cannot be written."""
+
+
+def os_error_message(e: OSError, where: str | Path) -> str:
+    """One sentence for a failed write to ``where`` (an output the user chose with --out)."""
+    if e.errno in (errno.ENOSPC, EDQUOT):
+        why = "no space left on the device" if e.errno == errno.ENOSPC else "the disk quota is exhausted"
+        return f"{why} while writing {where}; free some disk space or choose another --out."
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write to {where} ({e.strerror}); choose a writable --out directory."
+    return f"cannot write {where} ({e.strerror or e}); check the path and try again."

@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from learngene_deploy._fs import sha256_file
 from learngene_deploy._imports import require
 from learngene_deploy._version import __version__
-from learngene_deploy.artifact import sha256_file
 from learngene_deploy.errors import ConfigError, ExportError
 
 if TYPE_CHECKING:

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from learngene_deploy._fs import atomic_path
 from learngene_deploy._version import __version__
 from learngene_deploy.errors import ArtifactError, ConfigError, DataError
 from learngene_deploy.workdir import BuildWork
@@ -79,23 +77,6 @@ def _silent(stage: str, message: str) -> None:
     del stage, message
 
 
-def resolve_profile(ref: str, backend: str | None, precision: str | None) -> Any:
-    """Load a profile and apply runtime overrides, re-validating the result like a file."""
-    from learngene_deploy.profile import load_profile, profile_from_dict
-
-    profile = load_profile(ref)
-    if backend is None and precision is None:
-        return profile
-    data = profile.to_dict()
-    runtime = data["runtime"]
-    if backend is not None and backend != runtime["backend"]:
-        runtime.update(backend=backend, execution_provider=None, device=None, workspace_mb=None, format="onnx")
-    if precision is not None:
-        runtime["precision"] = precision
-    overridden = profile_from_dict(data, source=f"{profile.source} (with --backend/--precision)", sha256=profile.sha256)
-    return dataclasses.replace(overridden, source=profile.source)
-
-
 def default_data_source() -> str:
     from learngene_deploy.data import FASHION_MNIST_DIR
 
@@ -105,15 +86,6 @@ def default_data_source() -> str:
 def _numpy_split(dataset: Any, limit: int) -> tuple[Any, Any]:
     images, labels = dataset.tensors
     return images[:limit].contiguous().numpy(), labels[:limit].numpy()
-
-
-def local_threads(threads: int | None) -> int | None:
-    """A target's thread count as this machine runs it: at most its cores.
-
-    The target's count can exceed the build machine's cores (x86-server: 16 on a 2-core CI box); oversubscribed
-    runs would measure contention, not the model. Manifests record the count actually used.
-    """
-    return min(threads, os.cpu_count() or 1) if threads else threads
 
 
 def _onnx_stage(path: Path, threads: int | None) -> Any:
@@ -141,76 +113,6 @@ def _relative_record(record: dict[str, Any], root: Path) -> dict[str, Any]:
     }
 
 
-def latency_miss_note(
-    measured_ms: float, budget_ms: float, predicted_ms: float, predicted_source: str, profile: str
-) -> str | None:
-    """Why a measured latency missed its budget, and what to do about it; ``None`` when it met the budget.
-
-    ``predicted_source`` is where selection's prediction came from: ``"measured"`` or ``"fit"`` (the profile's
-    latency table) or ``"roofline"`` (no table).
-    """
-    if measured_ms <= budget_ms:
-        return None
-    head = f"measured {measured_ms:.3g} ms against the {budget_ms:g} ms budget"
-    calibrate = f"`lgdeploy profiles calibrate {profile} --out FILE`"
-    if predicted_ms > budget_ms:
-        return f"{head}; the size was already predicted over it ({predicted_ms:.3g} ms)."
-    if predicted_source == "roofline":
-        return (
-            f"{head}, where the uncalibrated roofline estimate was {predicted_ms:.3g} ms; calibrate the device "
-            f"({calibrate}, run on it) and reference the table from the profile, so selection predicts from "
-            "measurements."
-        )
-    return (
-        f"{head}, {measured_ms / predicted_ms - 1:.0%} above the {predicted_ms:.3g} ms its latency table "
-        f"predicted; if the device was busier or hotter than when it was calibrated, re-measure it idle with "
-        f"`lgdeploy bench`, otherwise re-calibrate it ({calibrate})."
-    )
-
-
-def _judge(
-    profile: Any,
-    predicted_ms: float,
-    predicted_source: str,
-    predicted_mb: float,
-    stats: dict[str, Any] | None,
-    files_mb: float,
-) -> dict[str, Any]:
-    """Pass/fail of every budget, with what each verdict is based on."""
-    b = profile.budgets
-    key = f"p{b.percentile}_ms"
-    measured = stats.get(key) if stats else None
-    if profile.host and measured is not None:
-        latency, basis = measured, f"measured {key} on this machine (the profile's device)"
-        note = latency_miss_note(measured, b.latency_ms, predicted_ms, predicted_source, profile.name)
-    else:
-        latency, basis = predicted_ms, "predicted for the target device (this machine is not the target)"
-        note = None
-    memory = stats.get("model_rss_mb") if (profile.host and stats) else None
-    return {
-        "latency": {
-            "budget_ms": b.latency_ms,
-            "percentile": b.percentile,
-            "value_ms": latency,
-            "basis": basis,
-            "passed": latency <= b.latency_ms,
-        }
-        | ({"note": note} if note else {}),
-        "memory": {
-            "budget_mb": b.memory_mb,
-            "value_mb": memory if memory is not None else predicted_mb,
-            "basis": "measured model RSS on this machine" if memory is not None else "predicted weights + activations",
-            "passed": (memory if memory is not None else predicted_mb) <= b.memory_mb,
-        },
-        "model_size": {
-            "budget_mb": b.model_size_mb,
-            "value_mb": files_mb,
-            "basis": "size of the compiled model files",
-            "passed": files_mb <= b.model_size_mb,
-        },
-    }
-
-
 def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
     """Run the whole pipeline for one profile and write its artifact directory.
 
@@ -231,6 +133,8 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
         msg = f"finetune_epochs must be greater than 0, got {opts.finetune_epochs}; leave it unset for 150 steps."
         raise ConfigError(msg)
     torch.manual_seed(opts.seed)
+    from learngene_deploy.profile import resolve_profile
+
     profile = resolve_profile(opts.profile, opts.backend, opts.precision)
     out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
     # Refuse an existing output before spending minutes on fine-tuning.
@@ -256,10 +160,15 @@ def _build(opts: BuildOptions, profile: Any, out_dir: Path, work: BuildWork, log
     import numpy as np
     import torch
 
-    from learngene_deploy.artifact import ArtifactWriter, host_facts, os_error_message, sha256_file, tool_versions
+    from learngene_deploy._fs import sha256_file
+    from learngene_deploy.artifact import ArtifactWriter
+    from learngene_deploy.artifact.verdict import judge
     from learngene_deploy.backends import get_backend
+    from learngene_deploy.bench import local_threads
     from learngene_deploy.data import load_data
+    from learngene_deploy.errors import os_error_message
     from learngene_deploy.export import simplify, torch2onnx
+    from learngene_deploy.facts import host_facts, tool_versions
     from learngene_deploy.finetune import finetune
     from learngene_deploy.learngene.io import load_learngene, read_metadata
     from learngene_deploy.shipped import resolve_learngene
@@ -449,7 +358,7 @@ def _build(opts: BuildOptions, profile: Any, out_dir: Path, work: BuildWork, log
 
         model_files = compiled.files if compiled is not None else (simplified.path,)
         files_mb = sum(Path(p).stat().st_size for p in model_files) / 2**20
-        verdict = _judge(profile, chosen.latency_ms, chosen.latency_source, chosen.memory_mb, stats, files_mb)
+        verdict = judge(profile, chosen.latency_ms, chosen.latency_source, chosen.memory_mb, stats, files_mb)
         manifest = {
             "status": "complete" if not skipped else "complete-with-skipped-steps",
             "profile": {
@@ -523,136 +432,3 @@ def _build(opts: BuildOptions, profile: Any, out_dir: Path, work: BuildWork, log
     if "note" in verdict["latency"]:
         log("artifact", f"latency budget missed: {verdict['latency']['note']}")
     return BuildResult(out_dir=final, manifest=manifest, skipped=tuple(skipped))
-
-
-def _artifact_runner(root: Path, manifest: dict[str, Any]) -> tuple[Any, Any, str]:
-    """(backend, Compiled, name) of the model an artifact ships: the compiled one, else model.onnx on ORT."""
-    from learngene_deploy.backends import get_backend
-    from learngene_deploy.backends.base import Compiled
-
-    record = manifest.get("compile")
-    if record is None:
-        backend = get_backend("onnxruntime")
-        return backend, backend.compile(root / "model.onnx", root, precision="fp32"), "onnxruntime-fp32 (model.onnx)"
-    compiled = Compiled.from_dict(
-        {
-            **record,
-            "model_path": str(root / record["model_path"]),
-            "source": str(root / record["source"]),
-            "files": [str(root / f) for f in record["files"]],
-        }
-    )
-    return get_backend(compiled.backend), compiled, f"{compiled.backend}-{compiled.precision}"
-
-
-def recheck_artifact(artifact_dir: str | Path) -> dict[str, Any]:
-    """Verify every file's hash, then re-run the shipped model on the golden images against PyTorch's logits.
-
-    Raises:
-        ArtifactError: a file is missing, changed or extra.
-        VerificationError: the model no longer matches PyTorch within the build's tolerance.
-    """
-    import numpy as np
-
-    from learngene_deploy.artifact import verify_artifact
-    from learngene_deploy.verify import TOLERANCES, Tolerance, compare, gate
-
-    root = Path(artifact_dir)
-    manifest = verify_artifact(root)
-    golden = np.load(root / manifest["golden"]["file"])
-    backend, compiled, name = _artifact_runner(root, manifest)
-    on_host, _ = backend.host_variant(compiled)  # verify anywhere, e.g. a GPU-targeted IR on this CPU
-    runner = backend.load_runner(on_host, threads=local_threads(manifest["profile"]["runtime"]["threads"]))
-    built = next((c for c in manifest["checks"] if c["candidate"] == name), None)
-    tolerance = Tolerance(**built["tolerance"]) if built else TOLERANCES[compiled.precision]
-    result = compare(
-        golden["logits"],
-        runner.run(golden["images"]),
-        reference="pytorch (golden)",
-        candidate=name,
-        tolerance=tolerance,
-    )
-    gate(result)
-    return result.to_dict()
-
-
-def require_compiled(root: Path, manifest: dict[str, Any]) -> None:
-    """Refuse an artifact whose compile step was skipped (there is no runtime model to benchmark).
-
-    Raises:
-        ArtifactError: the manifest has no ``compile`` record.
-    """
-    from learngene_deploy.errors import ArtifactError
-
-    if manifest.get("compile") is None:
-        reasons = "; ".join(s["reason"] for s in manifest.get("skipped", []) if s["stage"] == "compile")
-        msg = (
-            f"artifact {root} has no compiled model to benchmark ({reasons or 'compile was skipped'}); rebuild it "
-            "with `lgdeploy build` on a machine that has the profile's runtime."
-        )
-        raise ArtifactError(msg)
-
-
-def record_target_benchmark(
-    root: Path, manifest: dict[str, Any], record: dict[str, Any], *, where: str | None = None
-) -> dict[str, Any]:
-    """Append a target measurement to the manifest, let it decide the latency verdict, rewrite the manifest atomically.
-
-    Args:
-        root: the artifact directory.
-        manifest: its verified manifest (updated in place and returned).
-        record: ``{"measured": ISO time, "host": facts of the measuring machine, "stats": LatencyStats dict, ...}``.
-        where: how the verdict's basis names the device (default: the record's host name).
-    """
-    from learngene_deploy.artifact import MANIFEST
-
-    budgets = manifest["profile"]["budgets"]
-    key = f"p{budgets['percentile']}_ms"
-    measured = record["stats"][key]
-    manifest.setdefault("target_benchmarks", []).append(record)
-    manifest["latency"]["measured_ms"] = measured
-    latency = manifest["budgets"]["latency"]
-    latency.update(
-        value_ms=measured,
-        basis=f"measured {key} by `lgdeploy bench` on {where or record['host']['hostname']}",
-        passed=measured <= budgets["latency_ms"],
-    )
-    note = latency_miss_note(
-        measured,
-        budgets["latency_ms"],
-        manifest["latency"]["predicted_ms"],
-        manifest["latency"].get("predicted_source", "roofline"),
-        manifest["profile"]["name"],
-    )
-    latency.pop("note", None)  # an earlier measurement's note no longer applies
-    if note:
-        latency["note"] = note
-    with atomic_path(root / MANIFEST) as tmp:  # a failed rewrite leaves no stray file in the artifact
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
-def bench_artifact(artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3) -> dict[str, Any]:
-    """Benchmark an artifact on this machine (meant to be the target) and record it in the manifest.
-
-    The measurement replaces the prediction in the latency verdict; the manifest is rewritten atomically
-    (it is not part of its own file table, so the artifact still verifies). :mod:`learngene_deploy.remote`
-    does the same on an edge box over SSH or on a phone over adb.
-    """
-    from datetime import datetime, timezone
-
-    from learngene_deploy.artifact import host_facts, verify_artifact
-    from learngene_deploy.bench import benchmark
-
-    root = Path(artifact_dir)
-    manifest = verify_artifact(root)
-    require_compiled(root, manifest)
-    _, compiled, _ = _artifact_runner(root, manifest)
-    runtime, budgets = manifest["profile"]["runtime"], manifest["profile"]["budgets"]
-    stats = benchmark(compiled, threads=runtime["threads"], batch=budgets["batch"], min_runs=runs, rounds=rounds)
-    record = {
-        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": host_facts(),
-        "stats": stats.to_dict(),
-    }
-    return record_target_benchmark(root, manifest, record)

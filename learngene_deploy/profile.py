@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -285,3 +286,18 @@ def resolve_profile_path(ref: str | Path) -> Path:
 def load_profile(ref: str | Path) -> DeviceProfile:
     """Load a profile by shipped name (``"jetson-orin-nano"``) or from any file path."""
     return load_profile_file(resolve_profile_path(ref))
+
+
+def resolve_profile(ref: str | Path, backend: str | None = None, precision: str | None = None) -> DeviceProfile:
+    """Load a profile and apply runtime overrides, re-validating the result like a file."""
+    profile = load_profile(ref)
+    if backend is None and precision is None:
+        return profile
+    data = profile.to_dict()
+    runtime = data["runtime"]
+    if backend is not None and backend != runtime["backend"]:
+        runtime.update(backend=backend, execution_provider=None, device=None, workspace_mb=None, format="onnx")
+    if precision is not None:
+        runtime["precision"] = precision
+    overridden = profile_from_dict(data, source=f"{profile.source} (with --backend/--precision)", sha256=profile.sha256)
+    return dataclasses.replace(overridden, source=profile.source)

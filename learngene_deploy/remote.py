@@ -2,7 +2,7 @@
 
 Both paths end like a local ``lgdeploy bench``: one record is appended to ``manifest["target_benchmarks"]``
 (with the *target's* facts under ``host`` and how it was reached under ``via``), and the measurement replaces
-the prediction in the latency verdict (:func:`learngene_deploy.pipeline.record_target_benchmark`).
+the prediction in the latency verdict (:func:`learngene_deploy.artifact.store.record_target_benchmark`).
 
 SSH (``lgdeploy bench ARTIFACT --host user@host``), for Linux edge boxes (Jetson, Raspberry Pi, NUC):
 
@@ -100,7 +100,7 @@ def _last_line(*texts: str | None) -> str:
 
 def _checked_local(artifact_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     from learngene_deploy.artifact import verify_artifact
-    from learngene_deploy.pipeline import require_compiled
+    from learngene_deploy.artifact.store import require_compiled
 
     root = Path(artifact_dir)
     manifest = verify_artifact(root)
@@ -318,7 +318,7 @@ def bench_over_ssh(
             "remote_toolkit_version": version,
         },
     }
-    from learngene_deploy.pipeline import record_target_benchmark
+    from learngene_deploy.artifact.store import record_target_benchmark
 
     return record_target_benchmark(root, manifest, record, where=f"{record['host'].get('hostname', host)} (ssh {host})")
 
@@ -468,7 +468,7 @@ class AdbDevice:
         return self.call("shell", shlex.join(argv), doing=doing, check=check)
 
     def facts(self) -> dict[str, Any]:
-        """Device facts in the shape of :func:`learngene_deploy.artifact.host_facts` (from ``getprop``)."""
+        """Device facts in the shape of :func:`learngene_deploy.facts.host_facts` (from ``getprop``)."""
         props = {
             "manufacturer": "ro.product.manufacturer",
             "model": "ro.product.model",
@@ -609,6 +609,6 @@ def bench_over_adb(
             "output": outputs[best][-4000:],
         },
     }
-    from learngene_deploy.pipeline import record_target_benchmark
+    from learngene_deploy.artifact.store import record_target_benchmark
 
     return record_target_benchmark(root, manifest, entry, where=facts["hostname"])

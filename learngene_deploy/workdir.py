@@ -85,7 +85,8 @@ class BuildWork:
         Raises:
             ArtifactError: another build of the same output is running, or the directory cannot be written.
         """
-        from learngene_deploy.artifact import os_error_message, stale_siblings
+        from learngene_deploy.artifact import stale_siblings
+        from learngene_deploy.errors import os_error_message
 
         try:
             while True:

@@ -14,12 +14,11 @@ from learngene_deploy.artifact import (
     MANIFEST,
     PARTIAL_MARK,
     ArtifactWriter,
-    host_facts,
     read_manifest,
-    tool_versions,
     verify_artifact,
 )
 from learngene_deploy.errors import ArtifactError
+from learngene_deploy.facts import host_facts, tool_versions
 
 
 def _build(out: Path, *, force: bool = False, payload: bytes = b"onnx") -> Path:
@@ -150,10 +149,7 @@ def test_host_and_tools_are_recorded() -> None:
 
 def test_tool_versions_import_nothing(tmp_path: Path) -> None:
     code = (
-        "import sys\n"
-        "from learngene_deploy.artifact import tool_versions\n"
-        "tool_versions()\n"
-        "print('torch' in sys.modules)"
+        "import sys\nfrom learngene_deploy.facts import tool_versions\ntool_versions()\nprint('torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False"

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from learngene_deploy.artifact import MANIFEST
-from learngene_deploy.pipeline import _judge, latency_miss_note, record_target_benchmark, resolve_profile
+from learngene_deploy.artifact.store import record_target_benchmark
+from learngene_deploy.artifact.verdict import judge, latency_miss_note
+from learngene_deploy.profile import resolve_profile
 
 
 def test_no_note_when_the_budget_is_met():
@@ -36,12 +38,12 @@ def test_size_predicted_over_the_budget_says_so():
 def test_build_verdict_carries_the_note_only_for_a_measured_miss():
     profile = resolve_profile("cpu-host", None, None)
     tight = dataclasses.replace(profile, budgets=dataclasses.replace(profile.budgets, latency_ms=2.0))
-    missed = _judge(tight, 1.5, "measured", 10.0, {"p90_ms": 2.4, "model_rss_mb": 50.0}, 1.0)["latency"]
+    missed = judge(tight, 1.5, "measured", 10.0, {"p90_ms": 2.4, "model_rss_mb": 50.0}, 1.0)["latency"]
     assert not missed["passed"] and "60% above" in missed["note"]
-    met = _judge(tight, 1.5, "measured", 10.0, {"p90_ms": 1.8, "model_rss_mb": 50.0}, 1.0)["latency"]
+    met = judge(tight, 1.5, "measured", 10.0, {"p90_ms": 1.8, "model_rss_mb": 50.0}, 1.0)["latency"]
     assert met["passed"] and "note" not in met
     not_host = dataclasses.replace(tight, host=False)  # judged on the prediction: nothing measured to explain
-    assert "note" not in _judge(not_host, 2.4, "fit", 10.0, {"p90_ms": 9.9}, 1.0)["latency"]
+    assert "note" not in judge(not_host, 2.4, "fit", 10.0, {"p90_ms": 9.9}, 1.0)["latency"]
 
 
 def test_target_measurement_adds_and_clears_the_note(tmp_path: Path):

@@ -14,7 +14,8 @@ from learngene_deploy.errors import ArtifactError, ConfigError, VerificationErro
 from learngene_deploy.learngene.io import save_learngene
 from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.pipeline import BuildOptions, build, resolve_profile
+from learngene_deploy.pipeline import BuildOptions, build
+from learngene_deploy.profile import resolve_profile
 from learngene_deploy.training import CHECKPOINT_NAME, load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -190,7 +191,7 @@ def test_verify_detects_numerically_wrong_model(built: Path, tmp_path: Path) -> 
     import numpy as np
 
     from learngene_deploy.artifact import MANIFEST, files_table
-    from learngene_deploy.pipeline import recheck_artifact
+    from learngene_deploy.artifact.store import recheck_artifact
 
     art = _copy(built, tmp_path / "art")
     golden = dict(np.load(art / "golden.npz"))
@@ -204,7 +205,7 @@ def test_verify_detects_numerically_wrong_model(built: Path, tmp_path: Path) -> 
 
 
 def test_bench_records_target_measurement(built: Path, tmp_path: Path) -> None:
-    from learngene_deploy.pipeline import bench_artifact
+    from learngene_deploy.artifact.store import bench_artifact
 
     art = _copy(built, tmp_path / "art")
     manifest = bench_artifact(art, runs=5, rounds=1)
@@ -216,7 +217,7 @@ def test_bench_records_target_measurement(built: Path, tmp_path: Path) -> None:
 
 
 def test_bench_refuses_tampered_artifact(built: Path, tmp_path: Path) -> None:
-    from learngene_deploy.pipeline import bench_artifact
+    from learngene_deploy.artifact.store import bench_artifact
 
     art = _copy(built, tmp_path / "art")
     with (art / "model.onnx").open("r+b") as f:
@@ -239,7 +240,7 @@ def test_openvino_target_device_missing_is_verified_on_cpu(learngene: Path, tmp_
     assert "not on this machine" in manifest["benchmark"]["host_differences"]
     assert manifest["benchmark"]["measured_on"].startswith("build machine")
     assert any(c["candidate"] == "openvino-fp16" and c["passed"] for c in manifest["checks"])
-    from learngene_deploy.pipeline import recheck_artifact
+    from learngene_deploy.artifact.store import recheck_artifact
 
     assert recheck_artifact(result.out_dir)["passed"]
 

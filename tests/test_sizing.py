@@ -317,7 +317,7 @@ def test_table_for_other_threads_is_refused(tmp_path: Path) -> None:
 
 
 def test_host_profile_notes_a_table_measured_on_another_machine(tmp_path: Path) -> None:
-    from learngene_deploy.artifact import host_facts
+    from learngene_deploy.facts import host_facts
 
     here = host_facts()
     profile = load_profile("cpu-host")

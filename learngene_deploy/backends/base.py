@@ -228,7 +228,8 @@ def source_facts(onnx_path: Path) -> tuple[tuple[int | str, ...], str]:
     """Input shape (named dims as strings) and sha256 of the ONNX file a backend compiles."""
     import onnx
 
-    from learngene_deploy.export import onnx_input_shape, sha256_file
+    from learngene_deploy._fs import sha256_file
+    from learngene_deploy.export import onnx_input_shape
 
     return onnx_input_shape(onnx.load_model(onnx_path, load_external_data=False)), sha256_file(onnx_path)
 

@@ -59,7 +59,7 @@ class _LgdGroup(TyperGroup):
         except Exception as e:  # a bug: say so plainly, keep the traceback for --debug
             if _debug_enabled(ctx):
                 raise
-            from learngene_deploy.artifact import EDQUOT, os_error_message
+            from learngene_deploy.errors import EDQUOT, os_error_message
 
             if isinstance(e, OSError) and e.errno in (errno.ENOSPC, EDQUOT):  # the machine's state, not a bug
                 error(os_error_message(e, e.filename or "a file"))

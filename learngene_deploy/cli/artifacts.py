@@ -12,7 +12,7 @@ ARTIFACT = typer.Argument(help="Artifact directory written by `lgdeploy build`."
 
 def verify_command(artifact: Annotated[Path, ARTIFACT]) -> None:
     """Check every file against the manifest's sha256 and re-run the model on the shipped golden images."""
-    from learngene_deploy.pipeline import recheck_artifact
+    from learngene_deploy.artifact.store import recheck_artifact
 
     result = recheck_artifact(artifact)
     typer.echo(
@@ -91,19 +91,19 @@ def bench_command(
         manifest = bench_over_adb(
             artifact, adb, perf_test=perf_test, runs=runs, rounds=rounds, log=lambda line: typer.echo(line, err=True)
         )
-        where = f"on {manifest['target_benchmarks'][-1]['host']['hostname']}"
+        where = f"on {manifest.target_benchmarks[-1]['host']['hostname']}"
     else:
-        from learngene_deploy.pipeline import bench_artifact
+        from learngene_deploy.artifact.store import bench_artifact
 
         manifest = bench_artifact(artifact, runs=runs, rounds=rounds)
-    stats = manifest["target_benchmarks"][-1]["stats"]
-    verdict = manifest["budgets"]["latency"]
+    stats = manifest.target_benchmarks[-1]["stats"]
+    verdict = manifest.latency_verdict
     throughput = f"{stats['throughput_ips']:.0f} images/s" if stats.get("throughput_ips") else "throughput unknown"
     typer.echo(
         f"{artifact} ({where}): p50 {stats['p50_ms']:.3g} ms, p90 {stats['p90_ms']:.3g} ms, "
         f"p99 {stats['p99_ms']:.3g} ms, {throughput} ({stats['runs']} runs, {stats['rounds']} processes); latency "
         f"budget {verdict['budget_ms']:g} ms p{verdict['percentile']}: {'pass' if verdict['passed'] else 'MISSED'} "
-        f"(was predicted {manifest['latency']['predicted_ms']:.3g} ms)"
+        f"(was predicted {manifest.predicted_ms:.3g} ms)"
     )
     if verdict.get("note"):
         typer.echo(f"latency budget missed: {verdict['note']}")

@@ -217,7 +217,7 @@ def table_from_points(
     profile: Any, points: list[dict[str, Any]], *, confidence: float = DEFAULT_CONFIDENCE, drift: float | None = None
 ) -> LatencyTable:
     """Fit the per-device model to measured points (:func:`point`) and wrap it as the profile's latency table."""
-    from learngene_deploy.artifact import host_facts
+    from learngene_deploy.facts import host_facts
 
     percentile = profile.budgets.percentile
     key = f"p{percentile}_ms" if percentile in (50, 90, 99) else "p99_ms"  # p95 is fitted on p99 (conservative)

@@ -268,7 +268,7 @@ def other_machine(recorded: dict[str, Any]) -> str | None:
 
     Facts the table did not record are not compared.
     """
-    from learngene_deploy.artifact import host_facts
+    from learngene_deploy.facts import host_facts
 
     here = host_facts()
     diffs = [

@@ -13,10 +13,10 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from learngene_deploy._fs import sha256_file
 from learngene_deploy._imports import is_available
 from learngene_deploy.backends import get_backend
 from learngene_deploy.backends.base import Backend, Compiled
-from learngene_deploy.export import sha256_file
 from learngene_deploy.verify import TOLERANCES, Tolerance, compare
 
 

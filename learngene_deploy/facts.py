@@ -1,0 +1,70 @@
+"""The machine this runs on and the versions of the tools that shape an artifact (no heavy imports).
+
+Recorded in manifests, latency tables and calibration runs so that a measurement is never mistaken for another
+machine's, and read by selection to notice a table measured elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Distributions whose versions go into every manifest (read from package metadata; nothing is imported).
+TOOLS = (
+    "learngene-deploy",
+    "torch",
+    "timm",
+    "onnx",
+    "onnxscript",
+    "onnxsim",
+    "onnxslim",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "tensorrt",
+    "numpy",
+)
+
+
+def tool_versions() -> dict[str, str | None]:
+    """Installed versions of the tools that shape an artifact (None where not installed)."""
+    versions: dict[str, str | None] = {}
+    for dist in TOOLS:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _memory_mb() -> float | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def host_facts() -> dict[str, Any]:
+    """The machine this runs on (recorded so build-machine measurements are never mistaken for the target's)."""
+    return {
+        "hostname": platform.node(),
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "memory_mb": _memory_mb(),
+        "python": platform.python_version(),
+    }
