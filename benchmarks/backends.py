@@ -25,8 +25,8 @@ import torch
 from learngene_deploy.backends import get_backend
 from learngene_deploy.bench import benchmark, benchmark_torch
 from learngene_deploy.export import simplify, torch2onnx
+from learngene_deploy.gates import Tolerance, compare, torch_logits
 from learngene_deploy.models.vit import ArchSpec, build_vit
-from learngene_deploy.verify import Tolerance, compare, torch_stage
 
 # (label, backend, precision, backend options)
 VARIANTS: list[tuple[str, str, str, dict[str, str]]] = [
@@ -79,7 +79,7 @@ def main() -> None:
     model = build_vit(arch).eval()
     images = digit_images(args.images, args.img)
     calibration = digit_images(args.images, args.img, offset=1000)
-    reference = torch_stage(model)(images)
+    reference = torch_logits(model)(images)
     eager = benchmark_torch(
         model, arch, threads=args.threads, min_runs=args.min_runs, min_time_s=args.min_time, rounds=args.rounds
     ).to_dict()

@@ -304,7 +304,7 @@ def simplify(source: OnnxArtifact | str | Path, out_path: str | Path, *, tool: S
     """Simplify an ONNX file (constant folding, dead-node and shape-op elimination) with onnxsim or onnxslim.
 
     The source's ``metadata_props`` are kept and ``lgdeploy.simplifier`` is added. Outputs are not
-    compared here: run a :mod:`learngene_deploy.verify` check on the result, as after every stage.
+    compared here: run a :mod:`learngene_deploy.gates` check on the result, as after every stage.
 
     Args:
         source: the exported artifact or the path of an ``.onnx`` file.

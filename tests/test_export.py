@@ -40,9 +40,9 @@ def ort_logits(path, x: np.ndarray) -> np.ndarray:
 
 
 def torch_logits(model, x: np.ndarray) -> np.ndarray:
-    from learngene_deploy.verify import torch_stage
+    from learngene_deploy.gates import torch_logits
 
-    return torch_stage(model)(x)
+    return torch_logits(model)(x)
 
 
 def test_dynamo_round_trip_with_dynamic_batch(model, exported) -> None:

@@ -80,7 +80,7 @@ def recheck_artifact(artifact_dir: str | Path) -> dict[str, Any]:
     import numpy as np
 
     from learngene_deploy.bench import local_threads
-    from learngene_deploy.verify import TOLERANCES, Tolerance, compare, gate
+    from learngene_deploy.gates import TOLERANCES, Tolerance, compare, gate
 
     root = Path(artifact_dir)
     manifest = verify_artifact(root)

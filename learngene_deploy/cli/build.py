@@ -82,8 +82,8 @@ def build_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fine-tune and data order.")] = 0,
 ) -> None:
     """Recompose, fine-tune, export, simplify, verify, compile and benchmark a model for each device profile."""
+    from learngene_deploy.build.pipeline import BuildOptions, build
     from learngene_deploy.errors import ConfigError
-    from learngene_deploy.pipeline import BuildOptions, build
     from learngene_deploy.profile import BACKENDS, PRECISIONS, list_profiles
 
     if all_profiles and profile:

@@ -56,9 +56,9 @@ def calibration_images() -> np.ndarray:
 @pytest.fixture(scope="session")
 def reference_logits(tiny_model, images) -> np.ndarray:
     """PyTorch logits of the tiny model on the validation images (computed once)."""
-    from learngene_deploy.verify import torch_stage
+    from learngene_deploy.gates import torch_logits
 
-    return torch_stage(tiny_model)(images)
+    return torch_logits(tiny_model)(images)
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +66,8 @@ def other_logits(images) -> np.ndarray:
     """Logits of a different random ViT of the same shape: a negative control no tolerance may accept."""
     import torch
 
+    from learngene_deploy.gates import torch_logits
     from learngene_deploy.models.vit import build_vit
-    from learngene_deploy.verify import torch_stage
 
     torch.manual_seed(1)
-    return torch_stage(build_vit(TINY).eval())(images)
+    return torch_logits(build_vit(TINY).eval())(images)

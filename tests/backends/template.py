@@ -17,7 +17,7 @@ from learngene_deploy._fs import sha256_file
 from learngene_deploy._imports import is_available
 from learngene_deploy.backends import get_backend
 from learngene_deploy.backends.base import Backend, Compiled
-from learngene_deploy.verify import TOLERANCES, Tolerance, compare
+from learngene_deploy.gates import TOLERANCES, Tolerance, compare
 
 
 class BackendConformance:

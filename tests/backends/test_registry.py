@@ -29,7 +29,7 @@ def test_looking_up_backends_imports_no_runtime() -> None:
     code = (
         "import sys\n"
         "from learngene_deploy.backends import get_backend, list_backends\n"
-        "import learngene_deploy.bench, learngene_deploy.export, learngene_deploy.verify\n"
+        "import learngene_deploy.bench, learngene_deploy.export, learngene_deploy.gates\n"
         "[get_backend(n) for n in list_backends()]\n"
         "heavy = ('torch', 'onnx', 'onnxruntime', 'openvino', 'tensorrt', 'nncf')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"

@@ -24,9 +24,9 @@ from learngene_deploy.errors import ConfigError, VerificationError
 if TYPE_CHECKING:
     import torch
 
-# N x C x H x W float32 -> N x classes logits, for any N: a torch_stage(model) or a backend Runner
+# N x C x H x W float32 -> N x classes logits, for any N: a torch_logits(model) or a backend Runner
 # (runners split N into the model's static batch themselves).
-Stage = Callable[[np.ndarray], np.ndarray]
+LogitsFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class AccuracyResult:
         return {**asdict(self), "drop_points": self.drop_points, "passed": self.passed}
 
 
-def torch_stage(model: torch.nn.Module) -> Stage:
+def torch_logits(model: torch.nn.Module) -> LogitsFn:
     """Wrap a PyTorch model as a stage: float32 NumPy in, NumPy logits out, eval mode, no grad, on its device."""
     import torch
 
@@ -174,8 +174,8 @@ def compare(
 
 
 def check(
-    reference_stage: Stage,
-    candidate_stage: Stage,
+    reference_stage: LogitsFn,
+    candidate_stage: LogitsFn,
     inputs: np.ndarray,
     *,
     reference: str,
@@ -185,7 +185,7 @@ def check(
     """Run two stages on the same images and compare their logits.
 
     Args:
-        reference_stage: the trusted stage, e.g. ``torch_stage(model)`` or a backend runner's ``run``.
+        reference_stage: the trusted stage, e.g. ``torch_logits(model)`` or a backend runner's ``run``.
         candidate_stage: the stage under test.
         inputs: N x C x H x W float32 images, preprocessed as the model expects.
         reference: name of the trusted stage.
@@ -200,8 +200,8 @@ def check(
 
 
 def check_accuracy(
-    reference_stage: Stage,
-    candidate_stage: Stage,
+    reference_stage: LogitsFn,
+    candidate_stage: LogitsFn,
     inputs: np.ndarray,
     labels: np.ndarray,
     *,

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 
 from learngene_deploy.errors import ConfigError, VerificationError
-from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.verify import (
+from learngene_deploy.gates import (
     TOLERANCES,
     Tolerance,
     check,
     check_accuracy,
     compare,
     gate,
-    torch_stage,
+    torch_logits,
 )
+from learngene_deploy.models.vit import ArchSpec
 
 ARCH = ArchSpec(img_size=32, patch_size=8, in_chans=3, num_classes=10, embed_dim=32, depth=2, num_heads=2)
 
@@ -44,7 +44,7 @@ def images() -> np.ndarray:
 
 def test_identical_models_pass_the_fp32_gate(models, images) -> None:
     model, copy_, _ = models
-    result = check(torch_stage(model), torch_stage(copy_), images, reference="pytorch", candidate="copy")
+    result = check(torch_logits(model), torch_logits(copy_), images, reference="pytorch", candidate="copy")
     assert result.passed and result.failures == ()
     assert result.max_abs_diff == 0.0 and result.top1_agreement == 1.0 and result.cosine == pytest.approx(1.0)
     assert result.num_images == 32 and result.tolerance == TOLERANCES["fp32"]
@@ -54,7 +54,7 @@ def test_identical_models_pass_the_fp32_gate(models, images) -> None:
 
 def test_perturbed_model_fails_with_a_one_sentence_message(models, images) -> None:
     model, _, perturbed = models
-    result = check(torch_stage(model), torch_stage(perturbed), images, reference="pytorch", candidate="onnx")
+    result = check(torch_logits(model), torch_logits(perturbed), images, reference="pytorch", candidate="onnx")
     assert not result.passed
     assert any("max abs diff" in f for f in result.failures)
     with pytest.raises(VerificationError) as info:

@@ -1,0 +1,116 @@
+"""`lgdeploy build`: profile -> select -> recompose -> fine-tune -> export -> simplify -> verify -> compile -> bench.
+
+This is the only module that chains stages (:mod:`learngene_deploy.build.stages`). Each stage returns a small result that records where it came
+from, and everything the build learns goes into the artifact's ``manifest.json``. The artifact directory is
+written under a temporary name and renamed only when every gate passed (see :mod:`learngene_deploy.artifact`).
+The fine-tune checkpoints into a work directory beside the output (see :mod:`learngene_deploy.build.workdir`), so the
+same command resumes a killed or failed build from its last checkpoint.
+
+Verification gates (max abs difference and top-1 agreement on real validation images):
+PyTorch -> exported ONNX -> simplified ONNX -> compiled model, plus, for INT8, the accuracy drop against fp32.
+A failing gate stops the build with a clear message; no artifact is left looking complete.
+
+Budgets belong to the target device. When the profile is not the machine this runs on (``host: false``),
+the latency budget is judged on the *predicted* target latency and the build machine's measurement is
+recorded separately, labelled as such; ``lgdeploy bench`` on the target replaces the prediction. For a
+``host: true`` profile (``cpu-host``) the measurement decides.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from learngene_deploy.build import stages
+from learngene_deploy.build.options import BuildOptions
+from learngene_deploy.build.stages import GOLDEN, GOLDEN_IMAGES, Log, default_data_source
+from learngene_deploy.build.workdir import BuildWork
+from learngene_deploy.errors import ArtifactError, ConfigError
+
+if TYPE_CHECKING:
+    from learngene_deploy.profile import DeviceProfile
+
+__all__ = ["GOLDEN", "GOLDEN_IMAGES", "BuildOptions", "BuildResult", "build", "default_data_source"]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    skipped: tuple[dict[str, str], ...] = field(default_factory=tuple)
+
+
+def _silent(stage: str, message: str) -> None:
+    del stage, message
+
+
+def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
+    """Run the whole pipeline for one profile and write its artifact directory.
+
+    The fine-tune checkpoints every ``opts.checkpoint_every`` steps into ``.<out name>.work/`` beside the output;
+    the same call after a kill or a failure resumes from the last checkpoint (and logs the step), a call with other
+    inputs discards it, and a successful build removes it.
+
+    Raises:
+        LgdError: a clear, one-sentence reason for any failure; no artifact directory is left looking complete.
+    """
+    import torch
+
+    t_start = time.perf_counter()
+    if opts.finetune_steps is not None and opts.finetune_steps < 1:
+        msg = f"finetune_steps must be at least 1, got {opts.finetune_steps}; leave it unset for the default 150 steps."
+        raise ConfigError(msg)
+    if opts.finetune_epochs is not None and opts.finetune_epochs <= 0:
+        msg = f"finetune_epochs must be greater than 0, got {opts.finetune_epochs}; leave it unset for 150 steps."
+        raise ConfigError(msg)
+    torch.manual_seed(opts.seed)
+    from learngene_deploy.profile import resolve_profile
+
+    profile = resolve_profile(opts.profile, opts.backend, opts.precision)
+    out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
+    # Refuse an existing output before spending minutes on fine-tuning.
+    if out_dir.exists() and not opts.force:
+        msg = f"output directory {out_dir} already exists; pass --force to replace it or choose another --out."
+        raise ArtifactError(msg)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArtifactError(f"output path {out_dir} exists and is not a directory; choose another --out.")
+    work = BuildWork(out_dir)  # takes its lock, so no other build of out_dir runs; leftovers of killed ones go
+    for stale in work.acquire():
+        log("work", f"removed {stale}, left by a build of {out_dir} that did not finish")
+    success = False
+    try:
+        result = _run(opts, profile, out_dir, work, log, t_start)
+        success = True
+    finally:
+        work.release(success=success)
+    return result
+
+
+def _run(
+    opts: BuildOptions, profile: DeviceProfile, out_dir: Path, work: BuildWork, log: Log, started: float
+) -> BuildResult:
+    """The stages of :func:`build` once the output is claimed (``work``: its locked :class:`BuildWork`)."""
+    from learngene_deploy.artifact import ArtifactWriter
+    from learngene_deploy.report import write_report
+    from learngene_deploy.gates import torch_logits
+
+    picked = stages.pick(opts.learngene, profile, log)
+    recomposed = stages.recompose(picked, profile, opts, log)
+    tuned = stages.tune(picked, recomposed, profile, opts, work, log)
+    model = tuned.finetuned.model
+    gates = stages.gates_for(recomposed.data, profile, opts)
+    with ArtifactWriter(out_dir, force=opts.force) as writer:  # everything below lands in the artifact
+        ctx = stages.BuildContext(writer.path, work, gates, torch_logits(model), log)
+        onnx = stages.export_and_simplify(model, tuned, picked, profile, opts, ctx)
+        runtime = stages.compile_and_bench(onnx, profile, opts, ctx)
+        manifest = stages.manifest_for(picked, recomposed, tuned, onnx, runtime, profile, ctx, started)
+        write_report(writer.path, manifest, picked.selection)
+        final = writer.finalize(manifest)
+    verdict = manifest["budgets"]
+    summary = "; ".join(f"{name} {'ok' if v['passed'] else 'MISSED'}" for name, v in verdict.items())
+    log("artifact", f"{final} (budgets: {summary})")
+    if "note" in verdict["latency"]:
+        log("artifact", f"latency budget missed: {verdict['latency']['note']}")
+    return BuildResult(out_dir=final, manifest=manifest, skipped=runtime.skipped)
