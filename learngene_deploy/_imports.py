@@ -12,10 +12,8 @@ from types import ModuleType
 
 from learngene_deploy.errors import BackendUnavailableError
 
-# module name -> (extra that installs it, what to tell the user)
+# module name -> how to install it (backends carry their own hint: Backend.install_hint)
 _INSTALL_HINTS: dict[str, str] = {
-    "tensorrt": "TensorRT's libraries come only from NVIDIA (JetPack on Jetson, or `pip install tensorrt` "
-    "with NVIDIA's index on an x86 machine with a GPU)",
     "nncf": "`pip install 'learngene-deploy[int8]'`",
     "datasets": "`pip install 'learngene-deploy[hf]'`",
     "onnxslim": "`pip install 'learngene-deploy[slim]'`",
@@ -30,19 +28,23 @@ def is_available(module: str) -> bool:
         return False
 
 
-def require(module: str, *, purpose: str) -> ModuleType:
+def require(module: str, *, purpose: str, hint: str | None = None) -> ModuleType:
     """Import ``module`` or raise BackendUnavailableError naming how to install it.
+
+    The one optional-import helper: backends (:meth:`learngene_deploy.backends.base.Backend.require`), the
+    exporters' simplifiers, NNCF and ``datasets`` all go through it.
 
     Args:
         module: top-level module name, e.g. ``"tensorrt"``.
         purpose: what it is needed for, used in the error message.
+        hint: how to install it, as the end of a sentence (default: ``install it with `pip install ...```).
     """
-    hint = _INSTALL_HINTS.get(module, f"`pip install {module}`")
+    hint = hint or f"install it with {_INSTALL_HINTS.get(module, f'`pip install {module}`')}"
     if not is_available(module):
-        msg = f"{purpose} needs the Python module '{module}', which is not installed here; install it with {hint}."
+        msg = f"{purpose} needs the Python module '{module}', which is not installed here; {hint}."
         raise BackendUnavailableError(msg)
     try:
         return importlib.import_module(module)
-    except ImportError as e:  # installed but broken (e.g. missing shared libraries)
-        msg = f"{purpose} needs '{module}', which is installed but fails to import ({e}); reinstall it with {hint}."
+    except (ImportError, OSError) as e:  # installed but broken (e.g. missing shared libraries)
+        msg = f"{purpose} needs '{module}', which is installed but fails to import ({e}); {hint}."
         raise BackendUnavailableError(msg) from e

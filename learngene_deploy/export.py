@@ -34,15 +34,12 @@ from learngene_deploy._fs import sha256_file
 from learngene_deploy._imports import require
 from learngene_deploy._version import __version__
 from learngene_deploy.errors import ConfigError, ExportError
+from learngene_deploy.names import EXPORTERS, SIMPLIFIERS, Exporter, Simplifier
 
 if TYPE_CHECKING:
     import onnx
     import torch
 
-Exporter = Literal["dynamo", "legacy"]
-Simplifier = Literal["onnxsim", "onnxslim"]
-EXPORTERS: tuple[str, ...] = ("dynamo", "legacy")
-SIMPLIFIERS: tuple[str, ...] = ("onnxsim", "onnxslim")
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 BATCH_DIM = "batch"

@@ -22,15 +22,11 @@ from typing import Any, Literal
 
 from learngene_deploy._schema import SchemaError, dump_dataclass, load_dataclass, spec
 from learngene_deploy.errors import ProfileError
+from learngene_deploy.names import BackendName, Precision
 
-SCHEMA_VERSION = 1
 NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,63}"
 MAX_PROFILE_BYTES = 1 << 20
 
-Backend = Literal["onnxruntime", "openvino", "tensorrt"]
-Precision = Literal["fp32", "fp16", "int8"]
-BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino", "tensorrt")
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 
 ORT_EXECUTION_PROVIDERS: tuple[str, ...] = (
     "CPUExecutionProvider",
@@ -84,7 +80,7 @@ class DeviceFacts:
 class RuntimeSpec:
     """The runtime the artifact is compiled for and how it is run."""
 
-    backend: Backend = spec("inference runtime")
+    backend: BackendName = spec("inference runtime")
     precision: Precision = spec("numeric precision of the compiled model")
     version: str | None = spec("PEP 440 version specifier the target runtime must satisfy", default=None)
     threads: int | None = spec("intra-op CPU threads; null = runtime default", default=None, ge=1)

@@ -10,9 +10,8 @@ import pytest
 import yaml
 
 from learngene_deploy.errors import ProfileError
+from learngene_deploy.names import BACKENDS, PRECISIONS
 from learngene_deploy.profile import (
-    BACKENDS,
-    PRECISIONS,
     DeviceProfile,
     list_profiles,
     load_profile,

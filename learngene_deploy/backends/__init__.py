@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from learngene_deploy.errors import ConfigError
+from learngene_deploy.names import BACKEND_CLASSES
 
 if TYPE_CHECKING:
     from learngene_deploy.backends.base import Backend, Compiled, Runner
@@ -23,11 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "Compiled", "Runner", "get_backend", "list_backends"]
 
 # name -> "module:Class"; a backend module is imported the first time its name is asked for.
-_BACKENDS: dict[str, str] = {
-    "onnxruntime": "learngene_deploy.backends.ort:OrtBackend",
-    "openvino": "learngene_deploy.backends.openvino:OpenVINOBackend",
-    "tensorrt": "learngene_deploy.backends.tensorrt:TensorRTBackend",
-}
+_BACKENDS = BACKEND_CLASSES
 
 
 def list_backends() -> list[str]:

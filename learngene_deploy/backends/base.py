@@ -120,16 +120,9 @@ class Backend(ABC):
 
     def require(self) -> ModuleType:
         """Import the runtime module or raise :class:`BackendUnavailableError` naming how to install it."""
-        import importlib
+        from learngene_deploy._imports import require
 
-        try:
-            return importlib.import_module(self.module)
-        except (ImportError, OSError) as e:  # not installed, or installed without its shared libraries
-            msg = (
-                f"the {self.name} backend needs '{self.module}', which cannot be imported here ({e}); "
-                f"{self.install_hint}."
-            )
-            raise BackendUnavailableError(msg) from e
+        return require(self.module, purpose=f"the {self.name} backend", hint=self.install_hint)
 
     def unavailable_reason(self) -> str | None:
         """Why the backend cannot run here (one sentence), or ``None`` when it can."""

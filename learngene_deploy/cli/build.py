@@ -84,20 +84,23 @@ def build_command(
     """Recompose, fine-tune, export, simplify, verify, compile and benchmark a model for each device profile."""
     from learngene_deploy.build.pipeline import BuildOptions, build
     from learngene_deploy.errors import ConfigError
-    from learngene_deploy.profile import BACKENDS, PRECISIONS, list_profiles
+    from learngene_deploy.names import BACKENDS, EXPORTERS, PRECISIONS, SIMPLIFIERS
+    from learngene_deploy.profile import list_profiles
 
     if all_profiles and profile:
         raise ConfigError("pass either --profile (one or more) or --all, not both.")
     names = list_profiles() if all_profiles else list(profile or [])
     if not names:
         raise ConfigError("no profile given; pass --profile NAME (see `lgdeploy profiles list`) or --all.")
-    for value, valid, option in ((backend, BACKENDS, "--backend"), (precision, PRECISIONS, "--precision")):
+    choices = (
+        (backend, BACKENDS, "--backend"),
+        (precision, PRECISIONS, "--precision"),
+        (exporter, EXPORTERS, "--exporter"),
+        (simplifier, SIMPLIFIERS, "--simplifier"),
+    )
+    for value, valid, option in choices:
         if value is not None and value not in valid:
             raise ConfigError(f"{option} {value!r} is not one of: {', '.join(valid)}.")
-    if exporter not in ("dynamo", "legacy"):
-        raise ConfigError(f"--exporter {exporter!r} is not one of: dynamo, legacy.")
-    if simplifier not in ("onnxsim", "onnxslim"):
-        raise ConfigError(f"--simplifier {simplifier!r} is not one of: onnxsim, onnxslim.")
     if finetune_steps is not None and finetune_epochs is not None:
         raise ConfigError("pass either --finetune-steps or --finetune-epochs, not both.")
 

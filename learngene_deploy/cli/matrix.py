@@ -30,7 +30,8 @@ def matrix_command(
 ) -> None:
     """Print the shipped profiles as a CI matrix: one entry per device, with its runner labels."""
     from learngene_deploy.errors import ConfigError
-    from learngene_deploy.profile import BACKENDS, list_profiles, load_profile
+    from learngene_deploy.names import BACKENDS
+    from learngene_deploy.profile import list_profiles, load_profile
 
     for name in runtime or []:
         if name not in BACKENDS:

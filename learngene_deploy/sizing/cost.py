@@ -80,10 +80,6 @@ class Cost:
         return self.weight_bytes / MB
 
     @property
-    def activation_mb(self) -> float:
-        return self.activation_bytes / MB
-
-    @property
     def memory_mb(self) -> float:
         """Weights + peak activations, the quantity compared with ``budgets.memory_mb``."""
         return (self.weight_bytes + self.activation_bytes) / MB

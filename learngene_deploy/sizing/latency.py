@@ -18,7 +18,6 @@ any other size uses the fit.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -277,7 +276,3 @@ def other_machine(recorded: dict[str, Any]) -> str | None:
         if k in recorded and recorded[k] != here.get(k)
     ]
     return "; ".join(diffs) or None
-
-
-def relative_error(predicted: float, measured: float) -> float:
-    return abs(predicted - measured) / measured if measured > 0 else math.inf

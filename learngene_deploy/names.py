@@ -1,0 +1,29 @@
+"""The one table of names a user can type: backends, precisions, exporters, simplifiers, learngene methods.
+
+Every module that validates, documents or dispatches on one of these names takes it from here, so adding a
+backend or an exporter is one line here plus its implementation. Pure constants: importing this costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+BackendName = Literal["onnxruntime", "openvino", "tensorrt"]
+Precision = Literal["fp32", "fp16", "int8"]
+Exporter = Literal["dynamo", "legacy"]
+Simplifier = Literal["onnxsim", "onnxslim"]
+Method = Literal["ldr", "lets"]
+
+BACKENDS: tuple[str, ...] = get_args(BackendName)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+EXPORTERS: tuple[str, ...] = get_args(Exporter)
+SIMPLIFIERS: tuple[str, ...] = get_args(Simplifier)
+METHODS: tuple[str, ...] = get_args(Method)
+
+# backend name -> "module:Class" of its implementation, imported the first time the name is asked for
+BACKEND_CLASSES: dict[str, str] = {
+    "onnxruntime": "learngene_deploy.backends.ort:OrtBackend",
+    "openvino": "learngene_deploy.backends.openvino:OpenVINOBackend",
+    "tensorrt": "learngene_deploy.backends.tensorrt:TensorRTBackend",
+}
+assert tuple(BACKEND_CLASSES) == BACKENDS
