@@ -194,6 +194,56 @@ def _export_legacy(model: torch.nn.Module, example: torch.Tensor, opset: int, dy
     return onnx.load_model_from_string(buffer.getvalue())
 
 
+def _check_export_args(exporter: str, input_shape: tuple[int, ...]) -> None:
+    if exporter not in EXPORTERS:
+        msg = f"unknown exporter '{exporter}'; valid exporters are {', '.join(EXPORTERS)}."
+        raise ConfigError(msg)
+    if len(input_shape) != 4 or not all(isinstance(d, int) and d > 0 for d in input_shape):
+        msg = f"input_shape must be four positive integers (batch, channels, height, width), got {input_shape!r}."
+        raise ConfigError(msg)
+    require("onnx", purpose="ONNX export")
+    if exporter == "dynamo":
+        require("onnxscript", purpose="the dynamo ONNX exporter")
+
+
+def _run_exporter(
+    model: torch.nn.Module, exporter: Exporter, input_shape: tuple[int, ...], opset: int, dynamic_batch: bool
+) -> tuple[onnx.ModelProto, float]:
+    """The exporter's ONNX proto at exactly ``opset`` (eval mode, training flag restored) and its time in seconds."""
+    import torch
+
+    was_training = model.training
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randn(input_shape, generator=generator).to(device)
+    export = _export_dynamo if exporter == "dynamo" else _export_legacy
+    start = time.perf_counter()
+    try:
+        model.eval()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+            warnings.simplefilter("ignore")  # legacy: deprecation + TracerWarnings from timm's asserts (harmless)
+            proto = export(model, example, opset, dynamic_batch)
+    except ExportError:
+        raise
+    except Exception as e:
+        other = "legacy" if exporter == "dynamo" else "dynamo"
+        msg = (
+            f"the {exporter} ONNX exporter failed at opset {opset} ({error_summary(e)}); "
+            f"try exporter='{other}' or opset 18."
+        )
+        raise ExportError(msg) from e
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - start
+    if _opset(proto) != opset:
+        msg = (
+            f"the {exporter} exporter could not produce opset {opset} (it wrote opset {_opset(proto)}); "
+            f"export at opset {_opset(proto)} or use exporter='legacy' for older opsets."
+        )
+        raise ExportError(msg)
+    return proto, seconds
+
+
 def torch2onnx(
     model: torch.nn.Module,
     *,
@@ -228,47 +278,10 @@ def torch2onnx(
         ExportError: the exporter failed or produced an invalid model.
         BackendUnavailableError: onnx or (for dynamo) onnxscript is not installed.
     """
-    if exporter not in EXPORTERS:
-        msg = f"unknown exporter '{exporter}'; valid exporters are {', '.join(EXPORTERS)}."
-        raise ConfigError(msg)
-    if len(input_shape) != 4 or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        msg = f"input_shape must be four positive integers (batch, channels, height, width), got {input_shape!r}."
-        raise ConfigError(msg)
-    require("onnx", purpose="ONNX export")
-    if exporter == "dynamo":
-        require("onnxscript", purpose="the dynamo ONNX exporter")
+    _check_export_args(exporter, input_shape)
     import torch
 
-    out_path = Path(out_path)
-    was_training = model.training
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(0)
-    example = torch.randn(input_shape, generator=generator).to(device)
-    export = _export_dynamo if exporter == "dynamo" else _export_legacy
-    start = time.perf_counter()
-    try:
-        model.eval()
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
-            warnings.simplefilter("ignore")  # legacy: deprecation + TracerWarnings from timm's asserts (harmless)
-            proto = export(model, example, opset, dynamic_batch)
-    except ExportError:
-        raise
-    except Exception as e:
-        other = "legacy" if exporter == "dynamo" else "dynamo"
-        msg = (
-            f"the {exporter} ONNX exporter failed at opset {opset} ({error_summary(e)}); "
-            f"try exporter='{other}' or opset 18."
-        )
-        raise ExportError(msg) from e
-    finally:
-        model.train(was_training)
-    seconds = time.perf_counter() - start
-    if _opset(proto) != opset:
-        msg = (
-            f"the {exporter} exporter could not produce opset {opset} (it wrote opset {_opset(proto)}); "
-            f"export at opset {_opset(proto)} or use exporter='legacy' for older opsets."
-        )
-        raise ExportError(msg)
+    proto, seconds = _run_exporter(model, exporter, input_shape, opset, dynamic_batch)
     tool = f"torch {torch.__version__} {exporter}"
     facts = {
         "toolkit": f"learngene-deploy {__version__}",
@@ -279,6 +292,7 @@ def torch2onnx(
     }
     _strip_debug_info(proto)
     _set_metadata(proto, {METADATA_PREFIX + k: v for k, v in facts.items()} | (metadata or {}))
+    out_path = Path(out_path)
     _check_and_save(proto, out_path, f"the {exporter} exporter")
     return _artifact(
         proto, out_path, stage="export", tool=tool, seconds=seconds, source=type(model).__name__, source_sha256=None

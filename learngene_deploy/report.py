@@ -16,6 +16,25 @@ def _fmt(value: Any, spec: str = ".3g", unit: str = "") -> str:
     return "—" if value is None else f"{value:{spec}}{unit}"
 
 
+def _chosen_marks(c: Any, measured: tuple[float, str] | None, cx: float, cy: float, mx: float) -> list[str]:
+    """The chosen size ringed at (cx, cy), and its measured latency as a red cross at x ``mx`` on the same row."""
+    parts = [
+        f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="8" fill="none" stroke="black" stroke-width="2"/>',
+        f'<text x="{cx + 10:.1f}" y="{cy - 8:.1f}">chosen: {html.escape(c.candidate.label)}</text>',
+    ]
+    if measured is not None:
+        my, r = cy, 5
+        parts.append(
+            f'<path d="M{mx - r:.1f},{my - r:.1f} L{mx + r:.1f},{my + r:.1f} M{mx - r:.1f},{my + r:.1f} '
+            f'L{mx + r:.1f},{my - r:.1f}" stroke="#c00" stroke-width="2"/>'
+        )
+        parts.append(
+            f'<text x="{mx + 8:.1f}" y="{my + 14:.1f}" fill="#c00">measured {measured[0]:.3g} ms '
+            f"({html.escape(measured[1])})</text>"
+        )
+    return parts
+
+
 def selection_svg(
     selection: Any, budget_ms: float, measured: tuple[float, str] | None = None, width: int = 640, height: int = 400
 ) -> str:
@@ -78,24 +97,7 @@ def selection_svg(
             f"<title>{html.escape(p.candidate.label)}</title></circle>"
         )
     c = selection.chosen
-    parts.append(
-        f'<circle cx="{px(c.latency_ms):.1f}" cy="{py(value(c)):.1f}" r="8" fill="none" stroke="black" '
-        'stroke-width="2"/>'
-    )
-    parts.append(
-        f'<text x="{px(c.latency_ms) + 10:.1f}" y="{py(value(c)) - 8:.1f}">chosen: '
-        f"{html.escape(c.candidate.label)}</text>"
-    )
-    if measured is not None:
-        mx, my, r = px(measured[0]), py(value(c)), 5
-        parts.append(
-            f'<path d="M{mx - r:.1f},{my - r:.1f} L{mx + r:.1f},{my + r:.1f} M{mx - r:.1f},{my + r:.1f} '
-            f'L{mx + r:.1f},{my - r:.1f}" stroke="#c00" stroke-width="2"/>'
-        )
-        parts.append(
-            f'<text x="{mx + 8:.1f}" y="{my + 14:.1f}" fill="#c00">measured {measured[0]:.3g} ms '
-            f"({html.escape(measured[1])})</text>"
-        )
+    parts += _chosen_marks(c, measured, px(c.latency_ms), py(value(c)), px(measured[0]) if measured else 0.0)
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
