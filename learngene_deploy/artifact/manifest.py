@@ -5,7 +5,8 @@ it whole, ``lgdeploy bench`` (local, SSH or adb) appends target measurements, an
 and the remote benchmarkers read it. :class:`Manifest` is that object as a ``dict`` (so the file format and every
 existing reader of the JSON stay exactly as they are) with typed accessors for what code reads and one method
 for the only change made after a build (:meth:`Manifest.record_target_benchmark`). Nothing else indexes the
-manifest by string keys outside this module and the build stage that assembles it.
+manifest by string keys outside this package (``report.py`` renders the
+whole record for humans) and the build stage that assembles it.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def _run(
 ) -> BuildResult:
     """The stages of :func:`build` once the output is claimed (``work``: its locked :class:`BuildWork`)."""
     from learngene_deploy.artifact import ArtifactWriter
-    from learngene_deploy.report import write_report
+    from learngene_deploy.artifact.report import write_report
     from learngene_deploy.gates import torch_logits
 
     picked = stages.pick(opts.learngene, profile, log)
