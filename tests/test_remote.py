@@ -20,15 +20,10 @@ from pathlib import Path
 import pytest
 
 from learngene_deploy.artifact import MANIFEST, ArtifactWriter, verify_artifact
-from learngene_deploy.errors import ConfigError
-from learngene_deploy.remote import (
-    RemoteError,
-    bench_over_adb,
-    bench_over_ssh,
-    parse_perf_test_output,
-    perf_test_stats,
-    ssh_option_args,
-)
+from learngene_deploy.errors import ConfigError, RemoteError
+from learngene_deploy.remote import bench_over_adb, bench_over_ssh
+from learngene_deploy.remote.perf_test import parse_perf_test_output, perf_test_stats
+from learngene_deploy.remote.ssh import ssh_option_args
 
 PERF = Path(__file__).resolve().parent / "data" / "perf_test"
 PERF_TEST = "/data/local/tmp/onnxruntime_perf_test"

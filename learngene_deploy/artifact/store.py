@@ -9,11 +9,14 @@ on a phone over adb.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learngene_deploy.artifact.manifest import Manifest
 from learngene_deploy.artifact.writer import files_table
 from learngene_deploy.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from learngene_deploy.bench import LatencyStats
 
 
 def read_manifest(artifact_dir: str | Path) -> Manifest:
@@ -133,6 +136,22 @@ def record_target_benchmark(
     return manifest
 
 
+def measure_here(root: Path, manifest: Manifest, *, runs: int = 50, rounds: int = 3) -> LatencyStats:
+    """Benchmark an artifact's shipped model on this machine with its profile's threads and batch (records nothing).
+
+    Raises:
+        ConfigError: the profile's batch differs from the model's static batch.
+        BackendUnavailableError: the profile's runtime is not installed here.
+        ArtifactError: a benchmark worker crashed or timed out.
+    """
+    from learngene_deploy.bench import benchmark
+
+    _, compiled, _ = shipped_model(root, manifest)
+    return benchmark(
+        compiled, threads=manifest.runtime.threads, batch=manifest.budgets.batch, min_runs=runs, rounds=rounds
+    )
+
+
 def bench_artifact(artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3) -> Manifest:
     """Benchmark an artifact on this machine (meant to be the target) and record it in the manifest.
 
@@ -141,16 +160,12 @@ def bench_artifact(artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3)
     """
     from datetime import datetime, timezone
 
-    from learngene_deploy.bench import benchmark
     from learngene_deploy.facts import host_facts
 
     root = Path(artifact_dir)
     manifest = verify_artifact(root)
     require_compiled(root, manifest)
-    _, compiled, _ = shipped_model(root, manifest)
-    stats = benchmark(
-        compiled, threads=manifest.runtime.threads, batch=manifest.budgets.batch, min_runs=runs, rounds=rounds
-    )
+    stats = measure_here(root, manifest, runs=runs, rounds=rounds)
     record = {
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": host_facts(),
