@@ -3,8 +3,8 @@
 Prints a side-by-side table (export time, nodes before/after simplification, compile time, latency
 p50/p90, file size, max abs diff and top-1 agreement vs PyTorch) and writes it as JSON.
 
-    python benchmarks/backends.py                          # c32: img 32, patch 4, dim 192, depth 6, 3 heads
-    python benchmarks/backends.py --img 224 --patch 16 --depth 12 --dim 192   # ViT-Ti/16 shape
+    python -m benchmarks.backends                          # c32: img 32, patch 4, dim 192, depth 6, 3 heads
+    python -m benchmarks.backends --img 224 --patch 16 --depth 12 --dim 192   # ViT-Ti/16 shape
 
 Weights are random (seed 0); the comparison images are real (scikit-learn digits upsampled to the input
 size). Latency is batch 1, best of ``--rounds`` fresh processes per variant (this 2-core VM's 2-thread

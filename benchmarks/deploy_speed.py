@@ -15,9 +15,9 @@ and judges the issue's targets: OpenVINO fp32 >= 1.3x faster than eager; an int8
 with at most 1 point accuracy drop; fp32 >= 70% of the matmul peak on the largest size. The load average
 (``os.getloadavg``) at the start and end is recorded: other work on this 2-core VM skews every number.
 
-    python benchmarks/deploy_speed.py                    # full: S, M and ViT-Ti (192 x 12), all at 32 px
-    python benchmarks/deploy_speed.py --quick            # < 10 min on an idle machine: fewer steps and images
-    python benchmarks/deploy_speed.py --large-img 56     # ViT-Ti at 196 tokens (the cost of ViT-Ti/16 at 224)
+    python -m benchmarks.deploy_speed                    # full: S, M and ViT-Ti (192 x 12), all at 32 px
+    python -m benchmarks.deploy_speed --quick            # < 10 min on an idle machine: fewer steps and images
+    python -m benchmarks.deploy_speed --large-img 56     # ViT-Ti at 196 tokens (the cost of ViT-Ti/16 at 224)
 
 Trained weights are cached in ``--work`` (keyed by architecture, steps and data), so a rerun only re-measures.
 Results go to ``benchmarks/results/deploy_speed.json`` (``deploy_speed_quick.json`` with ``--quick``).

@@ -15,8 +15,8 @@ directly and after 1 epoch of fine-tuning with the recipe of ``learngene_vs_scra
 same architecture trained from scratch for 1 epoch is the reference. Then every LeTs selection strategy at the
 intermediate widths (64, 80) at depth 6: direct, and after 1 epoch of fine-tuning at width 64.
 
-    python benchmarks/init_comparison.py           # shipped LDR and LeTs, TLEG trained here (about 6 min)
-    python benchmarks/init_comparison.py --quick   # all three trained here for 200 steps on 5k images
+    python -m benchmarks.init_comparison           # shipped LDR and LeTs, TLEG trained here (about 6 min)
+    python -m benchmarks.init_comparison --quick   # all three trained here for 200 steps on 5k images
 
 Prints the tables and writes JSON (``--out``).
 """

@@ -15,7 +15,7 @@ is, before any prediction or selection comes in. This script reads the JSON that
 Both are upper bounds for this run's machine and models, not for the method: on a device whose measurements
 repeat within a few percent, both approach 100 %.
 
-    python benchmarks/latency_ceiling.py benchmarks/results/latency_prediction_vit_small_*.json [--json OUT]
+    python -m benchmarks.latency_ceiling benchmarks/results/latency_prediction_vit_small_*.json [--json OUT]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ For each it prints the coefficient of variation across the drawn groups and the 
 Latency does not depend on weight values, so the models are random-weight ViTs of the vit-small shape used by
 `latency_prediction.py`.
 
-    python benchmarks/latency_noise.py [--runtimes onnxruntime openvino] [--processes 15] [--rounds 3]
+    python -m benchmarks.latency_noise [--runtimes onnxruntime openvino] [--processes 15] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from latency_prediction import learngene_metadata  # the same random LeTs learngene shape (run from benchmarks/)
 
+from benchmarks.latency_prediction import learngene_metadata  # the same random LeTs learngene shape
 from learngene_deploy import bench
 from learngene_deploy.pipeline import resolve_profile
 from learngene_deploy.sizing.calibrate import compile_size

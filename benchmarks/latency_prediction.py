@@ -16,7 +16,7 @@ Latency does not depend on weight values, so the learngene's sizes are timed as 
 sub-millisecond models); `--shape vit-small` times a random LeTs learngene with ViT-Ti/S-like widths (1-15 ms).
 Prints tables and writes JSON.
 
-    python benchmarks/latency_prediction.py [--quick] [--out benchmarks/results/latency_prediction.json]
+    python -m benchmarks.latency_prediction [--quick] [--out benchmarks/results/latency_prediction.json]
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from latency_ceiling import achieved, chosen_checks, ratios, summarise
-
+from benchmarks.latency_ceiling import achieved, chosen_checks, ratios, summarise
 from learngene_deploy.errors import SelectionError
 from learngene_deploy.learngene.io import read_metadata, save_learngene
 from learngene_deploy.models.vit import ArchSpec

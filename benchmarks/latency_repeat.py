@@ -10,7 +10,7 @@ guard band could put inside 75-100 % of a budget, using another repeat of the sa
 Latency does not depend on weight values, so the models are random-weight ViTs of the vit-small shape used by
 `latency_prediction.py`.
 
-    python benchmarks/latency_repeat.py [--repeats 6] [--out benchmarks/results/latency_repeat.json]
+    python -m benchmarks.latency_repeat [--repeats 6] [--out benchmarks/results/latency_repeat.json]
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from latency_ceiling import best_band, log_spread, pairs  # run from benchmarks/
-
+from benchmarks.latency_ceiling import best_band, log_spread, pairs
 from learngene_deploy.bench import benchmark_many
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.pipeline import resolve_profile

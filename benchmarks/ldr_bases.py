@@ -9,9 +9,9 @@ per basis: (a) top-1 of the full-size net (depth 6, all learngenes), the paper's
 all recomposed sizes; (c) depth-6 top-1 for each k; and the measured ranking against the paper's (ImageNet-1K,
 DeiT-B-sized ViT, 12 learngenes, 100 epochs: Chebyshev 77.73 > Fourier 77.09 > Taylor 74.80 > Legendre 73.13).
 
-    python benchmarks/ldr_bases.py            # full: 60k train / 10k test images, 2 epochs per basis
-    python benchmarks/ldr_bases.py --quick    # smoke run: 5k train / 2k test images, 1 epoch (7 CPU-minutes)
-    python benchmarks/ldr_bases.py --bases chebyshev,fourier --genes 4 --eval-genes 1,2,4
+    python -m benchmarks.ldr_bases            # full: 60k train / 10k test images, 2 epochs per basis
+    python -m benchmarks.ldr_bases --quick    # smoke run: 5k train / 2k test images, 1 epoch (7 CPU-minutes)
+    python -m benchmarks.ldr_bases --bases chebyshev,fourier --genes 4 --eval-genes 1,2,4
 
 Needs the Debian package ``dataset-fashion-mnist`` (or ``--data DIR`` holding the four IDX files). Learngene files
 and checkpoints go under ``--work`` (default ``runs/bench-ldr-bases``); the JSON report goes to

@@ -4,9 +4,9 @@ Both runs train the same small ViT (plain CE, no teacher) for the same number of
 ``--epochs`` per stage over the cumulative stages, SCT trains all learngenes at once for the same total. Then every
 (depth 1..D, k in stages) net is recomposed and evaluated directly (no fine-tuning) on the 10k test split.
 
-    python benchmarks/ldr_fashion_mnist.py            # full: 60k train images
-    python benchmarks/ldr_fashion_mnist.py --quick    # smoke run: 5k train / 2k val images, depth 4
-    python benchmarks/ldr_fashion_mnist.py --train-limit 20000 --val-limit 5000   # medium run
+    python -m benchmarks.ldr_fashion_mnist            # full: 60k train images
+    python -m benchmarks.ldr_fashion_mnist --quick    # smoke run: 5k train / 2k val images, depth 4
+    python -m benchmarks.ldr_fashion_mnist --train-limit 20000 --val-limit 5000   # medium run
 
 Needs the Debian package ``dataset-fashion-mnist`` (or ``--data DIR`` holding the four IDX files).
 """

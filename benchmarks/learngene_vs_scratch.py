@@ -9,9 +9,9 @@ Then the cost of producing models for all the sizes (issue #8, item 5): training
 (3 x forward FLOPs per training image: forward + backward) for "learngene once + one short fine-tune per size"
 against "one scratch training per size until it reaches the fine-tuned model's accuracy", and the parameters stored.
 
-    python benchmarks/learngene_vs_scratch.py                     # Fashion-MNIST, 6 sizes, 60k/10k images
-    python benchmarks/learngene_vs_scratch.py --data digits       # transfer: Fashion-MNIST learngene -> digits
-    python benchmarks/learngene_vs_scratch.py --quick             # 5k/2k images, 3 sizes (minutes on 2 cores)
+    python -m benchmarks.learngene_vs_scratch                     # Fashion-MNIST, 6 sizes, 60k/10k images
+    python -m benchmarks.learngene_vs_scratch --data digits       # transfer: Fashion-MNIST learngene -> digits
+    python -m benchmarks.learngene_vs_scratch --quick             # 5k/2k images, 3 sizes (minutes on 2 cores)
 
 On a dataset other than the learngene's, the classifier head is re-initialised for both arms (transfer). Prints the
 tables and writes JSON (``--out``).

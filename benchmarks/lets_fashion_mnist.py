@@ -8,8 +8,8 @@ initialised from it without any fine-tuning:
 - every selection strategy at the intermediate widths, for depths 4, 6 and 8 (at widths 32 and 64 all strategies
   select the same rows).
 
-    python benchmarks/lets_fashion_mnist.py --quick   # 10k train / 1k test images, 300 steps (minutes on 2 cores)
-    python benchmarks/lets_fashion_mnist.py           # 60k / 10k images, 3 epochs
+    python -m benchmarks.lets_fashion_mnist --quick   # 10k train / 1k test images, 300 steps (minutes on 2 cores)
+    python -m benchmarks.lets_fashion_mnist           # 60k / 10k images, 3 epochs
 
 Needs the Debian package ``dataset-fashion-mnist`` (or ``--data DIR`` holding the four IDX files). Prints the tables
 and writes ``OUT/results.json`` and ``OUT/learngene.safetensors``.

@@ -6,7 +6,7 @@
 3. Trains the *same architecture from scratch* (timm's default initialisation) with the same recipe, data,
    steps, batch, learning rate and seed, and evaluates it on the same split.
 
-    python benchmarks/main_job.py [--profile cpu-host] [--out benchmarks/results/main_job.json]
+    python -m benchmarks.main_job [--profile cpu-host] [--out benchmarks/results/main_job.json]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Figures for docs/results.md from the JSON files in benchmarks/results/ (needs the ``plots`` extra: matplotlib).
 
-    pip install -e ".[plots]" && python benchmarks/plots.py [--results benchmarks/results] [--out docs/img]
+    pip install -e ".[plots]" && python -m benchmarks.plots [--results benchmarks/results] [--out docs/img]
 
 Each figure is skipped (with a line saying so) when its JSON file is missing.
 """
