@@ -20,13 +20,12 @@ variant is compiled, run and benchmarked by ``benchmarks.deploy_speed.measure_va
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks._common import RESULTS, arguments, host_facts, write_json
 from benchmarks.deploy_speed import Variant, measure_variant, round_p50s
 from learngene_deploy.bench import benchmark_torch
 from learngene_deploy.export import simplify, torch2onnx
@@ -67,7 +66,7 @@ def main() -> None:
     parser.add_argument("--min-time", type=float, default=1.0)
     parser.add_argument("--images", type=int, default=128, help="comparison images (and as many calibration images)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lgdeploy-bench-backends"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/backends.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "backends.json")
     args = parser.parse_args()
 
     arch = ArchSpec(
@@ -139,14 +138,13 @@ def main() -> None:
         )
     result = {
         "arch": arch.to_dict(),
-        "host": {"machine": platform.machine(), "processor": platform.processor(), "python": platform.python_version()},
-        "settings": vars(args) | {"work": str(args.work), "out": str(args.out)},
+        "host": host_facts("machine", "processor", "python"),
+        "settings": arguments(args),
         "export": export,
         "pytorch_eager": eager,
         "variants": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

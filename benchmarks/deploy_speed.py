@@ -29,9 +29,7 @@ Results go to ``benchmarks/results/deploy_speed.json`` (``deploy_speed_quick.jso
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks._common import arguments, host_facts, write_json
 from learngene_deploy.models.vit import ArchSpec, build_vit
 
 THREADS = 2
@@ -384,30 +383,15 @@ def main() -> None:
     result = {
         "mode": "quick" if args.quick else "full",
         "data": {"source": source, "train_images": args.train_images, "val_images": args.val_images},
-        "host": {
-            "machine": platform.machine(),
-            "cpu": next(
-                (
-                    ln.split(":", 1)[1].strip()
-                    for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")
-                ),
-                platform.processor(),
-            )
-            if Path("/proc/cpuinfo").is_file()
-            else platform.processor(),
-            "logical_cpus": os.cpu_count(),
-            "torch": torch.__version__,
-        },
+        "host": host_facts("machine", "cpu", "logical_cpus", "torch"),
         "load_average": {"start": list(load_start), "end": list(load_end)},
         "matmul_peak": {"samples": peaks, "used_gflops": peak},
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": arguments(args),
         "sizes": results,
         "targets": targets,
         "wall_time_s": time.perf_counter() - t0,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 
