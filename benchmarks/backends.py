@@ -3,40 +3,43 @@
 Prints a side-by-side table (export time, nodes before/after simplification, compile time, latency
 p50/p90, file size, max abs diff and top-1 agreement vs PyTorch) and writes it as JSON.
 
-    python benchmarks/backends.py                          # c32: img 32, patch 4, dim 192, depth 6, 3 heads
-    python benchmarks/backends.py --img 224 --patch 16 --depth 12 --dim 192   # ViT-Ti/16 shape
+    python -m benchmarks.backends                          # c32: img 32, patch 4, dim 192, depth 6, 3 heads
+    python -m benchmarks.backends --img 224 --patch 16 --depth 12 --dim 192   # ViT-Ti/16 shape
 
 Weights are random (seed 0); the comparison images are real (scikit-learn digits upsampled to the input
 size). Latency is batch 1, best of ``--rounds`` fresh processes per variant (this 2-core VM's 2-thread
 latency is bimodal, docs/platform-notes), PyTorch eager measured the same way as the baseline. No
 numbers here are assertions: read them side by side.
+
+The speed comparison on trained models (accuracy, speed-ups, share of the matmul peak, the issue's targets) is
+``python -m benchmarks.deploy_speed``; this script keeps what that one does not measure: both exporters and both
+simplifiers, three more variants (OpenVINO fp16 IR and bf16 execution, TensorRT fp16) and any model shape. Each
+variant is compiled, run and benchmarked by ``benchmarks.deploy_speed.measure_variant``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from learngene_deploy.backends import get_backend
-from learngene_deploy.bench import benchmark, benchmark_torch
+from benchmarks._common import RESULTS, arguments, host_facts, write_json
+from benchmarks.deploy_speed import Variant, measure_variant, round_p50s
+from learngene_deploy.bench import benchmark_torch
 from learngene_deploy.export import simplify, torch2onnx
 from learngene_deploy.gates import Tolerance, compare, torch_logits
 from learngene_deploy.models.vit import ArchSpec, build_vit
 
-# (label, backend, precision, backend options)
-VARIANTS: list[tuple[str, str, str, dict[str, str]]] = [
-    ("onnxruntime fp32", "onnxruntime", "fp32", {}),
-    ("onnxruntime int8 (dynamic)", "onnxruntime", "int8", {}),
-    ("openvino fp32", "openvino", "fp32", {}),
-    ("openvino fp16 IR (f32 exec)", "openvino", "fp16", {}),
-    ("openvino int8 (NNCF)", "openvino", "int8", {}),
-    ("openvino fp32 IR, bf16 exec", "openvino", "fp32", {"inference_precision": "bf16"}),
-    ("tensorrt fp16", "tensorrt", "fp16", {}),
+VARIANTS = [
+    Variant("onnxruntime fp32", "onnxruntime", "fp32"),
+    Variant("onnxruntime int8 (dynamic)", "onnxruntime", "int8"),
+    Variant("openvino fp32", "openvino", "fp32"),
+    Variant("openvino fp16 IR (f32 exec)", "openvino", "fp16"),
+    Variant("openvino int8 (NNCF)", "openvino", "int8"),
+    Variant("openvino fp32 IR, bf16 exec", "openvino", "fp32", {"inference_precision": "bf16"}),
+    Variant("tensorrt fp16", "tensorrt", "fp16"),
 ]
 MEASURE_ONLY = Tolerance(max_abs=None, top1_agreement=None)
 
@@ -63,7 +66,7 @@ def main() -> None:
     parser.add_argument("--min-time", type=float, default=1.0)
     parser.add_argument("--images", type=int, default=128, help="comparison images (and as many calibration images)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lgdeploy-bench-backends"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/backends.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "backends.json")
     args = parser.parse_args()
 
     arch = ArchSpec(
@@ -80,9 +83,8 @@ def main() -> None:
     images = digit_images(args.images, args.img)
     calibration = digit_images(args.images, args.img, offset=1000)
     reference = torch_logits(model)(images)
-    eager = benchmark_torch(
-        model, arch, threads=args.threads, min_runs=args.min_runs, min_time_s=args.min_time, rounds=args.rounds
-    ).to_dict()
+    timing = {"threads": args.threads, "min_runs": args.min_runs, "min_time_s": args.min_time, "rounds": args.rounds}
+    eager = benchmark_torch(model, arch, **timing).to_dict()
     shape = (1, 3, args.img, args.img)
 
     export = {}
@@ -95,20 +97,15 @@ def main() -> None:
     onnx_path = args.work / "dynamo.onnxsim.onnx"
 
     rows = []
-    for label, name, precision, options in VARIANTS:
-        backend = get_backend(name, **options)
-        reason = backend.unavailable_reason()
-        if reason is not None:
-            rows.append({"variant": label, "skipped": reason})
-            continue
+    for variant in VARIANTS:
+        label = variant.label
         out = args.work / label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
-        compiled = backend.compile(onnx_path, out, precision=precision, calibration_data=calibration)
-        runner = backend.load_runner(compiled, threads=args.threads)
-        check = compare(reference, runner(images), reference="pytorch", candidate=label, tolerance=MEASURE_ONLY)
-        del runner
-        stats = benchmark(
-            compiled, threads=args.threads, min_runs=args.min_runs, min_time_s=args.min_time, rounds=args.rounds
-        )
+        measured = measure_variant(variant, onnx_path, out, images, calibration, **timing)
+        if isinstance(measured, str):
+            rows.append({"variant": label, "skipped": measured})
+            continue
+        compiled, logits, stats = measured
+        check = compare(reference, logits, reference="pytorch", candidate=label, tolerance=MEASURE_ONLY)
         rows.append(
             {
                 "variant": label,
@@ -116,7 +113,7 @@ def main() -> None:
                 "file_mb": compiled.bytes / 1e6,
                 "max_abs_diff": check.max_abs_diff,
                 "top1_agreement": check.top1_agreement,
-                "latency": stats.to_dict(),
+                "latency": stats,
             }
         )
 
@@ -127,8 +124,7 @@ def main() -> None:
     for exporter, e in export.items():
         sim = ", ".join(f"{t} {v['nodes']} nodes in {v['seconds']:.2f} s" for t, v in e["simplified"].items())
         print(f"export {exporter:6s} {e['seconds']:5.2f} s, {e['nodes']} nodes, {e['mb']:.2f} MB -> {sim}")
-    rounds = "/".join(f"{v:.2f}" for v in eager["round_p50_ms"])
-    print(f"pytorch eager: p50 {eager['p50_ms']:.2f} ms, p90 {eager['p90_ms']:.2f} ms, rounds p50 {rounds}")
+    print(f"pytorch eager: p50 {eager['p50_ms']:.2f} ms, p90 {eager['p90_ms']:.2f} ms, rounds p50 {round_p50s(eager)}")
     header = f"{'variant':30s} {'compile s':>9s} {'MB':>6s} {'p50 ms':>7s} {'p90 ms':>7s} {'rounds p50':>20s} "
     print(header + f"{'max|diff|':>9s} {'top-1':>6s}")
     for r in rows:
@@ -136,21 +132,19 @@ def main() -> None:
             print(f"{r['variant']:30s} skipped: {r['skipped'].split(';')[0]}")
             continue
         lat = r["latency"]
-        rounds = "/".join(f"{v:.2f}" for v in lat["round_p50_ms"])
         print(
             f"{r['variant']:30s} {r['compile_s']:9.2f} {r['file_mb']:6.2f} {lat['p50_ms']:7.2f} {lat['p90_ms']:7.2f} "
-            f"{rounds:>20s} {r['max_abs_diff']:9.2e} {r['top1_agreement']:6.1%}"
+            f"{round_p50s(lat):>20s} {r['max_abs_diff']:9.2e} {r['top1_agreement']:6.1%}"
         )
     result = {
         "arch": arch.to_dict(),
-        "host": {"machine": platform.machine(), "processor": platform.processor(), "python": platform.python_version()},
-        "settings": vars(args) | {"work": str(args.work), "out": str(args.out)},
+        "host": host_facts("machine", "processor", "python"),
+        "settings": arguments(args),
         "export": export,
         "pytorch_eager": eager,
         "variants": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -15,9 +15,12 @@ and judges the issue's targets: OpenVINO fp32 >= 1.3x faster than eager; an int8
 with at most 1 point accuracy drop; fp32 >= 70% of the matmul peak on the largest size. The load average
 (``os.getloadavg``) at the start and end is recorded: other work on this 2-core VM skews every number.
 
-    python benchmarks/deploy_speed.py                    # full: S, M and ViT-Ti (192 x 12), all at 32 px
-    python benchmarks/deploy_speed.py --quick            # < 10 min on an idle machine: fewer steps and images
-    python benchmarks/deploy_speed.py --large-img 56     # ViT-Ti at 196 tokens (the cost of ViT-Ti/16 at 224)
+    python -m benchmarks.deploy_speed                    # full: S, M and ViT-Ti (192 x 12), all at 32 px
+    python -m benchmarks.deploy_speed --quick            # < 10 min on an idle machine: fewer steps and images
+    python -m benchmarks.deploy_speed --large-img 56     # ViT-Ti at 196 tokens (the cost of ViT-Ti/16 at 224)
+
+``python -m benchmarks.backends`` measures what this script does not, with its variant measurement
+(:func:`measure_variant`): both exporters and simplifiers and more variants on one untrained model of any shape.
 
 Trained weights are cached in ``--work`` (keyed by architecture, steps and data), so a rerun only re-measures.
 Results go to ``benchmarks/results/deploy_speed.json`` (``deploy_speed_quick.json`` with ``--quick``).
@@ -26,17 +29,16 @@ Results go to ``benchmarks/results/deploy_speed.json`` (``deploy_speed_quick.jso
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from benchmarks._common import arguments, host_facts, write_json
 from learngene_deploy.models.vit import ArchSpec, build_vit
 
 THREADS = 2
@@ -49,6 +51,25 @@ class Size:
     label: str
     arch: ArchSpec
     steps: int
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to run the exported model: a backend, a precision and the backend's options."""
+
+    label: str
+    backend: str
+    precision: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+# the variants measured at every size (benchmarks.backends measures these and more on one untrained model)
+VARIANTS = [
+    Variant("onnxruntime fp32", "onnxruntime", "fp32"),
+    Variant("openvino fp32", "openvino", "fp32"),
+    Variant("onnxruntime int8 (dynamic)", "onnxruntime", "int8"),
+    Variant("openvino int8 (NNCF)", "openvino", "int8"),
+]
 
 
 def sizes(quick: bool, num_classes: int, large_img: int = 32) -> list[Size]:
@@ -126,10 +147,35 @@ def eager_logits(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
         )
 
 
+def measure_variant(
+    variant: Variant, onnx_path: Path, out: Path, images: np.ndarray, calibration: np.ndarray, threads: int, **timing
+) -> tuple[Any, np.ndarray, dict[str, Any]] | str:
+    """Compile ``variant`` into ``out``, run it on ``images`` and benchmark it (``timing``: ``bench.benchmark``'s).
+
+    Returns (the compiled model, its logits, its latency statistics), or the reason the backend is unavailable here.
+    """
+    from learngene_deploy.backends import get_backend
+    from learngene_deploy.bench import benchmark
+
+    backend = get_backend(variant.backend, **variant.options)
+    reason = backend.unavailable_reason()
+    if reason is not None:
+        return reason
+    compiled = backend.compile(onnx_path, out, precision=variant.precision, calibration_data=calibration)
+    runner = backend.load_runner(compiled, threads=threads)
+    logits = runner.run(images)
+    del runner
+    return compiled, logits, benchmark(compiled, threads=threads, **timing).to_dict()
+
+
+def round_p50s(latency: dict[str, Any]) -> str:
+    """The p50 of every benchmark round (fresh process), as printed in the tables: ``1.23/1.25/1.31``."""
+    return "/".join(f"{v:.2f}" for v in latency["round_p50_ms"])
+
+
 def measure_size(size: Size, args: argparse.Namespace, data: Any, peak: float) -> dict[str, Any]:
     """Train, export, compile, check accuracy and benchmark the five variants of one size."""
-    from learngene_deploy.backends import get_backend
-    from learngene_deploy.bench import benchmark, benchmark_torch
+    from learngene_deploy.bench import benchmark_torch
     from learngene_deploy.export import simplify, torch2onnx
     from learngene_deploy.sizing.cost import estimate
 
@@ -156,24 +202,14 @@ def measure_size(size: Size, args: argparse.Namespace, data: Any, peak: float) -
     rows: list[dict[str, Any]] = []
     eager = benchmark_torch(model, size.arch, **timing).to_dict()
     rows.append({"variant": "pytorch eager fp32", "precision": "fp32", "accuracy": eager_acc, "latency": eager})
-    variants = [
-        ("onnxruntime fp32", "onnxruntime", "fp32"),
-        ("openvino fp32", "openvino", "fp32"),
-        ("onnxruntime int8 (dynamic)", "onnxruntime", "int8"),
-        ("openvino int8 (NNCF)", "openvino", "int8"),
-    ]
-    for label, name, precision in variants:
-        backend = get_backend(name)
-        reason = backend.unavailable_reason()
-        if reason is not None:
-            rows.append({"variant": label, "precision": precision, "skipped": reason})
-            continue
+    for variant in VARIANTS:
+        label, precision = variant.label, variant.precision
         out = work / label.split(" (")[0].replace(" ", "-")
-        compiled = backend.compile(onnx_path, out, precision=precision, calibration_data=cal_x)
-        runner = backend.load_runner(compiled, threads=THREADS)
-        logits = runner.run(val_x)
-        del runner
-        stats = benchmark(compiled, batch=1, **timing).to_dict()
+        measured = measure_variant(variant, onnx_path, out, val_x, cal_x, batch=1, **timing)
+        if isinstance(measured, str):
+            rows.append({"variant": label, "precision": precision, "skipped": measured})
+            continue
+        compiled, logits, stats = measured
         rows.append(
             {
                 "variant": label,
@@ -267,11 +303,10 @@ def print_table(results: list[dict[str, Any]], peak: float) -> None:
                 print(f"{size['label']:20s} {r['variant']:28s} skipped: {r['skipped'].split(';')[0]}")
                 continue
             lat = r["latency"]
-            rounds = "/".join(f"{v:.2f}" for v in lat["round_p50_ms"])
             print(
                 f"{size['label']:20s} {r['variant']:28s} {lat['p50_ms']:7.2f} {lat['p90_ms']:7.2f} "
                 f"{r['speedup_vs_eager']:7.2f} {r['accuracy']:7.2%} {r['accuracy_drop_points']:+6.1f} "
-                f"{r['gflops_per_s']:8.1f} {r['fraction_of_fp32_peak']:7.1%}  {rounds}"
+                f"{r['gflops_per_s']:8.1f} {r['fraction_of_fp32_peak']:7.1%}  {round_p50s(lat)}"
             )
 
 
@@ -348,30 +383,15 @@ def main() -> None:
     result = {
         "mode": "quick" if args.quick else "full",
         "data": {"source": source, "train_images": args.train_images, "val_images": args.val_images},
-        "host": {
-            "machine": platform.machine(),
-            "cpu": next(
-                (
-                    ln.split(":", 1)[1].strip()
-                    for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")
-                ),
-                platform.processor(),
-            )
-            if Path("/proc/cpuinfo").is_file()
-            else platform.processor(),
-            "logical_cpus": os.cpu_count(),
-            "torch": torch.__version__,
-        },
+        "host": host_facts("machine", "cpu", "logical_cpus", "torch"),
         "load_average": {"start": list(load_start), "end": list(load_end)},
         "matmul_peak": {"samples": peaks, "used_gflops": peak},
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": arguments(args),
         "sizes": results,
         "targets": targets,
         "wall_time_s": time.perf_counter() - t0,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -15,8 +15,8 @@ directly and after 1 epoch of fine-tuning with the recipe of ``learngene_vs_scra
 same architecture trained from scratch for 1 epoch is the reference. Then every LeTs selection strategy at the
 intermediate widths (64, 80) at depth 6: direct, and after 1 epoch of fine-tuning at width 64.
 
-    python benchmarks/init_comparison.py           # shipped LDR and LeTs, TLEG trained here (about 6 min)
-    python benchmarks/init_comparison.py --quick   # all three trained here for 200 steps on 5k images
+    python -m benchmarks.init_comparison           # shipped LDR and LeTs, TLEG trained here (about 6 min)
+    python -m benchmarks.init_comparison --quick   # all three trained here for 200 steps on 5k images
 
 Prints the tables and writes JSON (``--out``).
 """
@@ -24,8 +24,6 @@ Prints the tables and writes JSON (``--out``).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import subprocess
 import sys
 import time
@@ -34,6 +32,7 @@ from typing import Any
 
 import torch
 
+from benchmarks._common import RESULTS, command_line, host_facts, write_json
 from learngene_deploy.data import load_data
 from learngene_deploy.learngene.io import load_learngene, read_metadata
 from learngene_deploy.learngene.lets import STRATEGIES
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
 
     report = {
         "benchmark": "init_comparison",
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "quick": args.quick,
         "learngenes": {
             n: {
@@ -191,11 +190,10 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
         "strategies": strategies,
         "wall_time_s": round(time.perf_counter() - started, 1),
-        "host": {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "host": host_facts("machine", "threads", "torch"),
     }
-    out = args.out or Path("benchmarks/results") / f"init_comparison{'_quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = args.out or RESULTS / f"init_comparison{'_quick' if args.quick else ''}.json"
+    write_json(out, report)
     print(f"\nwrote {out}")
 
 

@@ -15,7 +15,7 @@ is, before any prediction or selection comes in. This script reads the JSON that
 Both are upper bounds for this run's machine and models, not for the method: on a device whose measurements
 repeat within a few percent, both approach 100 %.
 
-    python benchmarks/latency_ceiling.py benchmarks/results/latency_prediction_vit_small_*.json [--json OUT]
+    python -m benchmarks.latency_ceiling benchmarks/results/latency_prediction_vit_small_*.json [--json OUT]
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import json
 import math
 import statistics
 from pathlib import Path
+
+from benchmarks._common import write_json
 
 LOW = 0.75  # the share of the budget a chosen model must use
 BANDS = tuple(i / 100 for i in range(0, 61))  # guard bands tried in hindsight: 0-60 %
@@ -143,7 +145,7 @@ def main() -> None:
         f"is {math.log(1 / LOW) / 2:.3f} either side of its centre."
     )
     if args.json:
-        args.json.write_text(json.dumps({"runs": rows, "pooled": pooled}, indent=2) + "\n")
+        write_json(args.json, {"runs": rows, "pooled": pooled})
         print(f"wrote {args.json}")
 
 

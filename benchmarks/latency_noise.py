@@ -14,24 +14,21 @@ For each it prints the coefficient of variation across the drawn groups and the 
 Latency does not depend on weight values, so the models are random-weight ViTs of the vit-small shape used by
 `latency_prediction.py`.
 
-    python benchmarks/latency_noise.py [--runtimes onnxruntime openvino] [--processes 15] [--rounds 3]
+    python -m benchmarks.latency_noise [--runtimes onnxruntime openvino] [--processes 15] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
-import json
 import random
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from latency_prediction import learngene_metadata  # the same random LeTs learngene shape (run from benchmarks/)
 
+from benchmarks._common import RESULTS, loadavg, temp_workdir, write_json
+from benchmarks.latency_prediction import learngene_metadata  # the same random LeTs learngene shape
 from learngene_deploy import bench
 from learngene_deploy.profile import resolve_profile
 from learngene_deploy.sizing.calibrate import compile_size
@@ -60,13 +57,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="processes per measurement (group size)")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--draws", type=int, default=500, help="random groups drawn per size")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency_noise.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "latency_noise.json")
     args = parser.parse_args()
     if args.processes <= args.rounds:
         parser.error(f"--processes ({args.processes}) must exceed --rounds ({args.rounds}) to draw different groups")
-    workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-noise-"))
-    atexit.register(shutil.rmtree, workdir, True)  # compiled models
-    print(f"load: {Path('/proc/loadavg').read_text().strip()}")
+    workdir = temp_workdir("lgdeploy-noise-")  # compiled models
+    print(f"load: {loadavg()}")
     start, rng = time.time(), random.Random(0)
     results: dict = {"processes": args.processes, "rounds": args.rounds, "sizes": {}}
     archs = {(c.arch.depth, c.arch.embed_dim): c.arch for c in candidates_from_metadata(vit_small(workdir))}
@@ -97,9 +93,8 @@ def main() -> None:
                 flush=True,
             )
     results["wall_time_s"] = time.time() - start
-    results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    results["loadavg_end"] = loadavg().split()[:3]
+    write_json(args.out, results)
 
     print(f"\nCoefficient of variation of one {args.rounds}-process measurement ({args.draws} random groups)")
     print(f"{'size':<42}" + "".join(f"{name:>23}" for name in ESTIMATORS))

@@ -16,24 +16,20 @@ Latency does not depend on weight values, so the learngene's sizes are timed as 
 sub-millisecond models); `--shape vit-small` times a random LeTs learngene with ViT-Ti/S-like widths (1-15 ms).
 Prints tables and writes JSON.
 
-    python benchmarks/latency_prediction.py [--quick] [--out benchmarks/results/latency_prediction.json]
+    python -m benchmarks.latency_prediction [--quick] [--out benchmarks/results/latency_prediction.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
 import dataclasses
-import json
 import math
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-from latency_ceiling import achieved, chosen_checks, ratios, summarise
-
+from benchmarks._common import RESULTS, loadavg, temp_workdir, write_json
+from benchmarks.latency_ceiling import achieved, chosen_checks, ratios, summarise
 from learngene_deploy.errors import SelectionError
 from learngene_deploy.learngene.io import read_metadata, save_learngene
 from learngene_deploy.models.vit import ArchSpec
@@ -147,15 +143,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--checks", type=int, default=3, help="independent measurements of each chosen model")
     parser.add_argument("--quick", action="store_true", help="fewer runs and rounds (a few minutes)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency_prediction.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "latency_prediction.json")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.rounds, args.calibration_sizes, args.eval_sizes = 30, 1, 6, 10
-    workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-latbench-"))
-    atexit.register(shutil.rmtree, workdir, True)  # compiled models: hundreds of MB per run
+    workdir = temp_workdir("lgdeploy-latbench-")  # compiled models: hundreds of MB per run
     meta = learngene_metadata(workdir, args.shape)
     candidates = candidates_from_metadata(meta)
-    print(f"learngene: {meta['method']}, {len(candidates)} candidate sizes; load: {Path('/proc/loadavg').read_text()}")
+    print(f"learngene: {meta['method']}, {len(candidates)} candidate sizes; load: {loadavg()}\n")
     results: dict = {"learngene_method": meta["method"], "shape": args.shape, "runtimes": {}}
     start = time.time()
     for runtime in args.runtimes:
@@ -253,9 +248,8 @@ def main() -> None:
         for runtime, r in results["runtimes"].items()
     }
     results["wall_time_s"] = time.time() - start
-    results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    results["loadavg_end"] = loadavg().split()[:3]
+    write_json(args.out, results)
 
     print(
         f"\nPredicted vs measured p90 latency on held-out sizes "

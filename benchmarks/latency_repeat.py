@@ -10,22 +10,18 @@ guard band could put inside 75-100 % of a budget, using another repeat of the sa
 Latency does not depend on weight values, so the models are random-weight ViTs of the vit-small shape used by
 `latency_prediction.py`.
 
-    python benchmarks/latency_repeat.py [--repeats 6] [--out benchmarks/results/latency_repeat.json]
+    python -m benchmarks.latency_repeat [--repeats 6] [--out benchmarks/results/latency_repeat.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
 import dataclasses
-import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from latency_ceiling import best_band, log_spread, pairs  # run from benchmarks/
-
+from benchmarks._common import RESULTS, loadavg, temp_workdir, write_json
+from benchmarks.latency_ceiling import best_band, log_spread, pairs
 from learngene_deploy.bench import benchmark_many
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.profile import resolve_profile
@@ -40,10 +36,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     parser.add_argument("--repeats", type=int, default=6, help="measurements of every size, one after another")
     parser.add_argument("--rounds", type=int, default=3, help="fresh processes per measurement")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency_repeat.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "latency_repeat.json")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-repeat-"))
-    atexit.register(shutil.rmtree, workdir, True)
+    workdir = temp_workdir("lgdeploy-repeat-")
     models, labels = [], []
     for runtime in args.runtimes:
         profile = resolve_profile("cpu-host", runtime, None)
@@ -56,7 +51,7 @@ def main() -> None:
             for threads in args.threads:
                 models.append(dataclasses.replace(compiled, settings=compiled.settings | {"threads": threads}))
                 labels.append((runtime, f"{depth}x{width}", threads))
-    print(f"{len(models)} models; load: {Path('/proc/loadavg').read_text().strip()}")
+    print(f"{len(models)} models; load: {loadavg()}")
     p90: dict[tuple, list[float]] = {label: [] for label in labels}
     start = time.time()
     for r in range(args.repeats):
@@ -81,11 +76,8 @@ def main() -> None:
                     "ceiling_band": band,
                 }
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"rows": rows, "repeats": args.repeats, "rounds": args.rounds, "wall_time_s": time.time() - start,
-                    "loadavg_end": Path("/proc/loadavg").read_text().split()[:3]}, indent=2) + "\n"
-    )  # fmt: skip
+    write_json(args.out, {"rows": rows, "repeats": args.repeats, "rounds": args.rounds,
+                          "wall_time_s": time.time() - start, "loadavg_end": loadavg().split()[:3]})  # fmt: skip
 
     print(f"\nLowest p90 of {args.rounds} interleaved processes, measured {args.repeats} times in a row (cpu-host)")
     print(f"{'runtime':<12} {'threads':>7} {'size':>6} {'p90 ms, each repeat':<50}")

@@ -9,9 +9,9 @@ per basis: (a) top-1 of the full-size net (depth 6, all learngenes), the paper's
 all recomposed sizes; (c) depth-6 top-1 for each k; and the measured ranking against the paper's (ImageNet-1K,
 DeiT-B-sized ViT, 12 learngenes, 100 epochs: Chebyshev 77.73 > Fourier 77.09 > Taylor 74.80 > Legendre 73.13).
 
-    python benchmarks/ldr_bases.py            # full: 60k train / 10k test images, 2 epochs per basis
-    python benchmarks/ldr_bases.py --quick    # smoke run: 5k train / 2k test images, 1 epoch (7 CPU-minutes)
-    python benchmarks/ldr_bases.py --bases chebyshev,fourier --genes 4 --eval-genes 1,2,4
+    python -m benchmarks.ldr_bases            # full: 60k train / 10k test images, 2 epochs per basis
+    python -m benchmarks.ldr_bases --quick    # smoke run: 5k train / 2k test images, 1 epoch (7 CPU-minutes)
+    python -m benchmarks.ldr_bases --bases chebyshev,fourier --genes 4 --eval-genes 1,2,4
 
 Needs the Debian package ``dataset-fashion-mnist`` (or ``--data DIR`` holding the four IDX files). Learngene files
 and checkpoints go under ``--work`` (default ``runs/bench-ldr-bases``); the JSON report goes to
@@ -21,9 +21,7 @@ and checkpoints go under ``--work`` (default ``runs/bench-ldr-bases``); the JSON
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from itertools import combinations
@@ -32,6 +30,7 @@ from typing import Any
 
 import torch
 
+from benchmarks._common import arguments, command_line, host_facts, print_depth_grid, write_json
 from learngene_deploy.data import load_data
 from learngene_deploy.learngene.io import read_metadata
 from learngene_deploy.learngene.ldr import BASES, POSITIONS, LDRGenerator, default_offset
@@ -136,11 +135,7 @@ def print_tables(results: dict[str, dict[str, Any]], eval_genes: list[int], dept
     for basis, r in results.items():
         print(f"{basis:>10} " + "".join(f"{100 * r['depth_full_top1'][str(k)]:8.2f}" for k in eval_genes))
     for basis, r in results.items():
-        cells = {(a["depth"], a["genes"]): 100 * a["top1"] for a in r["accuracy"]}
-        print(f"\n{basis}: top-1 %, rows depth, columns k")
-        print("depth " + "".join(f"{k:>8}" for k in eval_genes))
-        for d in range(1, depth + 1):
-            print(f"{d:>5} " + "".join(f"{cells[d, k]:8.2f}" for k in eval_genes))
+        print_depth_grid(f"\n{basis}: top-1 %, rows depth, columns k", r["accuracy"], eval_genes, depth)
 
 
 def compare_rankings(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -222,8 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "benchmark": "ldr_bases",
         "mode": "quick" if args.quick else "full",
-        "command": " ".join(["python", *sys.argv]),
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "command": command_line(),
+        "args": arguments(args),
         "eval_genes": eval_genes,
         "training": "SCT (all learngenes at once), plain cross-entropy, no teacher, AdamW, 5% warm-up + cosine",
         "data": data.info,
@@ -232,18 +227,17 @@ def main(argv: list[str] | None = None) -> None:
         "rankings": rankings,
         "wall_time_s": round(wall, 1),
         "cpu_time_s": round(time.process_time(), 1),
-        "host": {
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "device": current_dist(args.device).device.type,
-            "load_average_end": list(os.getloadavg()),
-        },
+        "host": host_facts(
+            "machine",
+            "cpus",
+            "threads",
+            "torch",
+            "python",
+            device=current_dist(args.device).device.type,
+            load_average_end=list(os.getloadavg()),
+        ),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out, report)
     print(f"\nwrote {out} ({wall:.0f} s)")
 
 

@@ -4,9 +4,9 @@ Both runs train the same small ViT (plain CE, no teacher) for the same number of
 ``--epochs`` per stage over the cumulative stages, SCT trains all learngenes at once for the same total. Then every
 (depth 1..D, k in stages) net is recomposed and evaluated directly (no fine-tuning) on the 10k test split.
 
-    python benchmarks/ldr_fashion_mnist.py            # full: 60k train images
-    python benchmarks/ldr_fashion_mnist.py --quick    # smoke run: 5k train / 2k val images, depth 4
-    python benchmarks/ldr_fashion_mnist.py --train-limit 20000 --val-limit 5000   # medium run
+    python -m benchmarks.ldr_fashion_mnist            # full: 60k train images
+    python -m benchmarks.ldr_fashion_mnist --quick    # smoke run: 5k train / 2k val images, depth 4
+    python -m benchmarks.ldr_fashion_mnist --train-limit 20000 --val-limit 5000   # medium run
 
 Needs the Debian package ``dataset-fashion-mnist`` (or ``--data DIR`` holding the four IDX files).
 """
@@ -14,13 +14,12 @@ Needs the Debian package ``dataset-fashion-mnist`` (or ``--data DIR`` holding th
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks._common import arguments, host_facts, print_depth_grid, write_json
 from learngene_deploy.data import load_data
 from learngene_deploy.learngene.io import read_metadata
 from learngene_deploy.learngene.ldr import LDRGenerator
@@ -66,14 +65,6 @@ def run(args: argparse.Namespace, data, mode: str, counts: list[int]) -> dict:  
     }
 
 
-def print_table(title: str, rows: list[dict], counts: list[int], depth: int) -> None:
-    cells = {(r["depth"], r["genes"]): 100 * r["top1"] for r in rows}
-    print(f"\n{title}: direct top-1 %, rows depth, columns learngenes k")
-    print("depth " + "".join(f"{k:>8}" for k in counts))
-    for d in range(1, depth + 1):
-        print(f"{d:>5} " + "".join(f"{cells[d, k]:8.2f}" for k in counts))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="fashion-mnist")
@@ -97,7 +88,9 @@ def main() -> None:
     data = load_data(args.data, img_size=28, seed=args.seed, train_limit=args.train_limit, val_limit=args.val_limit)
     results = {mode: run(args, data, mode, counts) for mode in ("ict", "sct")}
     for mode, res in results.items():
-        print_table(f"{mode.upper()} ({res['steps']} steps, {res['train_s']} s)", res["accuracy"], counts, args.depth)
+        head = f"{mode.upper()} ({res['steps']} steps, {res['train_s']} s)"
+        title = f"\n{head}: direct top-1 %, rows depth, columns learngenes k"
+        print_depth_grid(title, res["accuracy"], counts, args.depth)
     ict = {(r["depth"], r["genes"]): r["top1"] for r in results["ict"]["accuracy"]}
     sct = {(r["depth"], r["genes"]): r["top1"] for r in results["sct"]["accuracy"]}
     print("\nICT - SCT (points), rows depth, columns k")
@@ -105,13 +98,12 @@ def main() -> None:
         print(f"{d:>5} " + "".join(f"{100 * (ict[d, k] - sct[d, k]):+8.2f}" for k in counts))
     report = {
         "benchmark": "ldr_fashion_mnist",
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "args": arguments(args),
         "data": data.info,
-        "host": {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "host": host_facts("machine", "threads", "torch"),
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(report, indent=2))
+    write_json(args.out / "results.json", report)
     print(f"\nwrote {args.out / 'results.json'}")
 
 

@@ -9,9 +9,9 @@ Then the cost of producing models for all the sizes (issue #8, item 5): training
 (3 x forward FLOPs per training image: forward + backward) for "learngene once + one short fine-tune per size"
 against "one scratch training per size until it reaches the fine-tuned model's accuracy", and the parameters stored.
 
-    python benchmarks/learngene_vs_scratch.py                     # Fashion-MNIST, 6 sizes, 60k/10k images
-    python benchmarks/learngene_vs_scratch.py --data digits       # transfer: Fashion-MNIST learngene -> digits
-    python benchmarks/learngene_vs_scratch.py --quick             # 5k/2k images, 3 sizes (minutes on 2 cores)
+    python -m benchmarks.learngene_vs_scratch                     # Fashion-MNIST, 6 sizes, 60k/10k images
+    python -m benchmarks.learngene_vs_scratch --data digits       # transfer: Fashion-MNIST learngene -> digits
+    python -m benchmarks.learngene_vs_scratch --quick             # 5k/2k images, 3 sizes (minutes on 2 cores)
 
 On a dataset other than the learngene's, the classifier head is re-initialised for both arms (transfer). Prints the
 tables and writes JSON (``--out``).
@@ -20,8 +20,6 @@ tables and writes JSON (``--out``).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from typing import Any
 
 import torch
 
+from benchmarks._common import RESULTS, command_line, host_facts, write_json
 from learngene_deploy.data import load_data
 from learngene_deploy.learngene.io import load_learngene, read_metadata
 from learngene_deploy.models.vit import ArchSpec, build_vit
@@ -233,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f" vs {len(rows)} separate models {sp['separate_models']:,}")
     report = {
         "benchmark": "learngene_vs_scratch",
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "learngene": {"file": path.name, "method": meta["method"], "data": meta["training"]["data"]["name"]},
         "data": data.info,
         "transfer": transfer,
@@ -242,12 +241,11 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
         "cost": cost if not transfer else None,
         "wall_time_s": round(time.perf_counter() - started, 1),
-        "host": {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "host": host_facts("machine", "threads", "torch"),
     }
     name = f"learngene_vs_scratch_{data.info['name']}{'_quick' if args.quick else ''}.json"
-    out = args.out or Path("benchmarks/results") / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = args.out or RESULTS / name
+    write_json(out, report)
     print(f"\nwrote {out}")
 
 

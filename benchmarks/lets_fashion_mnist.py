@@ -8,8 +8,8 @@ initialised from it without any fine-tuning:
 - every selection strategy at the intermediate widths, for depths 4, 6 and 8 (at widths 32 and 64 all strategies
   select the same rows).
 
-    python benchmarks/lets_fashion_mnist.py --quick   # 10k train / 1k test images, 300 steps (minutes on 2 cores)
-    python benchmarks/lets_fashion_mnist.py           # 60k / 10k images, 3 epochs
+    python -m benchmarks.lets_fashion_mnist --quick   # 10k train / 1k test images, 300 steps (minutes on 2 cores)
+    python -m benchmarks.lets_fashion_mnist           # 60k / 10k images, 3 epochs
 
 Needs the Debian package ``dataset-fashion-mnist`` (or ``--data DIR`` holding the four IDX files). Prints the tables
 and writes ``OUT/results.json`` and ``OUT/learngene.safetensors``.
@@ -18,16 +18,13 @@ and writes ``OUT/results.json`` and ``OUT/learngene.safetensors``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmarks._common import command_line, host_facts, write_json
 from learngene_deploy.data import load_data
 from learngene_deploy.learngene.lets import STRATEGIES, LeTsGenerator
 from learngene_deploy.training import TrainConfig, accuracy_table, load_teacher, train_learngene
@@ -104,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
 
     report = {
         "benchmark": "lets_fashion_mnist",
-        "command": " ".join([sys.executable.rsplit("/", 1)[-1], *sys.argv]),
+        "command": command_line(),
         "quick": args.quick,
         "arch": arch,
         "data": data.info,
@@ -120,14 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         "depth_x_width": table,
         "strategies": strategies,
         "eval_time_s": {"depth_x_width": round(table_time, 1), "strategies": round(strategy_time, 1)},
-        "host": {
-            "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "host": host_facts("cpus", "threads", "torch", "python"),
     }
-    (args.out / "results.json").write_text(json.dumps(report, indent=2))
+    write_json(args.out / "results.json", report)
     print(f"wrote {args.out / 'results.json'}")
 
 

@@ -6,29 +6,29 @@
 3. Trains the *same architecture from scratch* (timm's default initialisation) with the same recipe, data,
    steps, batch, learning rate and seed, and evaluates it on the same split.
 
-    python benchmarks/main_job.py [--profile cpu-host] [--out benchmarks/results/main_job.json]
+    python -m benchmarks.main_job [--profile cpu-host] [--out benchmarks/results/main_job.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchmarks._common import RESULTS, loadavg, temp_workdir, write_json
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu-host")
     parser.add_argument("--learngene", default=None, help="default: the shipped learngene")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/main_job.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "main_job.json")
     args = parser.parse_args()
-    load_before = Path("/proc/loadavg").read_text().split()[:3]
-    workdir = Path(tempfile.mkdtemp(prefix="lgdeploy-mainjob-"))
+    load_before = loadavg().split()[:3]
+    workdir = temp_workdir("lgdeploy-mainjob-")
     artifact = workdir / "artifact"
     command = ["lgdeploy", "build", "--profile", args.profile, "--out", str(artifact)]
     if args.learngene:
@@ -79,9 +79,7 @@ def main() -> None:
         "loadavg_before": load_before,
         "host": manifest["host"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    shutil.rmtree(workdir, ignore_errors=True)
+    write_json(args.out, result)
     print(f"\n`{result['command']}`: {wall:.0f} s wall (load average before: {' '.join(load_before)})")
     d = ft["data"]
     print(

@@ -1,6 +1,6 @@
 """Figures for docs/results.md from the JSON files in benchmarks/results/ (needs the ``plots`` extra: matplotlib).
 
-    pip install -e ".[plots]" && python benchmarks/plots.py [--results benchmarks/results] [--out docs/img]
+    pip install -e ".[plots]" && python -m benchmarks.plots [--results benchmarks/results] [--out docs/img]
 
 Each figure is skipped (with a line saying so) when its JSON file is missing.
 """
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+
+from benchmarks._common import RESULTS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -136,7 +138,7 @@ def cost(report: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--out", type=Path, default=Path("docs/img"))
     parser.add_argument("--format", choices=["svg", "png"], default="svg")
     args = parser.parse_args()
