@@ -392,8 +392,8 @@ def load_teacher(spec: str, *, checkpoint: str | Path | None = None, num_classes
             optionally wrapped in ``{"model": ...}`` / ``{"state_dict": ...}``).
         num_classes: classes of the student; a timm teacher is built with this head size.
     """
-    from learngene_deploy.finetune import load_model
     from learngene_deploy.learngene.io import FORMAT, load_learngene
+    from learngene_deploy.models.io import load_model
 
     if Path(spec).is_file():
         from safetensors import SafetensorError, safe_open

@@ -9,8 +9,9 @@ import torch
 
 from learngene_deploy.data import load_data
 from learngene_deploy.errors import ConfigError
-from learngene_deploy.finetune import finetune, load_model, prepare, save_model
+from learngene_deploy.finetune import finetune, prepare
 from learngene_deploy.learngene.ldr import LDRGenerator
+from learngene_deploy.models.io import load_model, save_model
 from learngene_deploy.models.vit import BLOCK_TENSORS, ArchSpec, block_key
 from learngene_deploy.training import TrainConfig
 
