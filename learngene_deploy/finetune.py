@@ -19,9 +19,9 @@ from torch import nn
 
 from learngene_deploy.data import DataSplits
 from learngene_deploy.errors import ConfigError
-from learngene_deploy.learngene.base import WeightGenerator
+from learngene_deploy.learngene.base import GeneratedViT, WeightGenerator
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.training import Dist, GeneratedViT, TrainConfig, TrainResult, current_dist, evaluate, train
+from learngene_deploy.training import Dist, TrainConfig, TrainResult, current_dist, evaluate, train
 
 Mode = Literal["unconstrained", "constrained"]
 

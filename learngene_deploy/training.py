@@ -35,28 +35,10 @@ from torch.utils.data import Dataset, DistributedSampler, TensorDataset, default
 from learngene_deploy._fs import atomic_path
 from learngene_deploy.data import DataSplits
 from learngene_deploy.errors import ConfigError
-from learngene_deploy.learngene.base import WeightGenerator, skeleton_forward
-from learngene_deploy.models.vit import build_vit
+from learngene_deploy.learngene.base import GeneratedViT, WeightGenerator
 
 CHECKPOINT_NAME = "checkpoint.pt"
 NO_DECAY_NAMES = ("pos_embed", "cls_token")
-
-
-class GeneratedViT(nn.Module):
-    """A weight generator driving a timm ViT skeleton: ``functional_call(skeleton, generator(), images)``.
-
-    The skeleton lives on the meta device and is not a registered submodule, so the only parameters (for the
-    optimiser, DDP and the state dict) are the generator's.
-    """
-
-    def __init__(self, generator: WeightGenerator) -> None:
-        super().__init__()
-        self.generator = generator
-        with torch.device("meta"):
-            self.__dict__["skeleton"] = build_vit(generator.train_arch)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return skeleton_forward(self.skeleton, self.generator(), images)
 
 
 @dataclass

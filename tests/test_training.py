@@ -15,12 +15,12 @@ from safetensors.torch import load_file, save_file
 
 from learngene_deploy.data import load_data
 from learngene_deploy.errors import ConfigError
+from learngene_deploy.learngene.base import GeneratedViT
 from learngene_deploy.learngene.io import load_learngene, read_metadata, save_learngene
 from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.training import (
     CHECKPOINT_NAME,
-    GeneratedViT,
     Stage,
     TrainConfig,
     accuracy_table,
