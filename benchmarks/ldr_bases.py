@@ -36,7 +36,8 @@ from learngene_deploy.data import load_data
 from learngene_deploy.learngene.io import read_metadata
 from learngene_deploy.learngene.ldr import BASES, POSITIONS, LDRGenerator, default_offset
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.training import Stage, TrainConfig, current_dist, train_learngene
+from learngene_deploy.training.loop import Stage, TrainConfig, current_dist
+from learngene_deploy.training.recipes import train_learngene
 
 # LDR paper, Table 1: ImageNet-1K top-1, DeiT-B-sized ViT, 12 learngenes trained simultaneously for 100 epochs.
 PAPER_TOP1 = {"chebyshev": 77.73, "fourier": 77.09, "taylor": 74.80, "legendre": 73.13}

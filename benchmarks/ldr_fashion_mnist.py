@@ -25,7 +25,8 @@ from learngene_deploy.data import load_data
 from learngene_deploy.learngene.io import read_metadata
 from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.training import Stage, TrainConfig, train_learngene
+from learngene_deploy.training.loop import Stage, TrainConfig
+from learngene_deploy.training.recipes import train_learngene
 
 
 def run(args: argparse.Namespace, data, mode: str, counts: list[int]) -> dict:  # type: ignore[no-untyped-def]

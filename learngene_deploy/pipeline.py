@@ -260,12 +260,12 @@ def _build(opts: BuildOptions, profile: Any, out_dir: Path, work: BuildWork, log
     from learngene_deploy.backends import get_backend
     from learngene_deploy.data import load_data
     from learngene_deploy.export import simplify, torch2onnx
-    from learngene_deploy.finetune import finetune
     from learngene_deploy.learngene.io import load_learngene, read_metadata
     from learngene_deploy.shipped import resolve_learngene
     from learngene_deploy.sizing.candidates import candidates_from_metadata
     from learngene_deploy.sizing.select import select
-    from learngene_deploy.training import TrainConfig, evaluate
+    from learngene_deploy.training.finetune import finetune
+    from learngene_deploy.training.loop import TrainConfig, evaluate
     from learngene_deploy.verify import TOLERANCES, Tolerance, check, check_accuracy, gate, torch_stage
 
     rt, budgets = profile.runtime, profile.budgets

@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 from learngene_deploy.data import load_data
 from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.training import Stage, TrainConfig, distributed, train_learngene
+from learngene_deploy.training.loop import Stage, TrainConfig, distributed
+from learngene_deploy.training.recipes import train_learngene
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])

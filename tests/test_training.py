@@ -19,19 +19,18 @@ from learngene_deploy.learngene.base import GeneratedViT
 from learngene_deploy.learngene.io import load_learngene, read_metadata, save_learngene
 from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.training import (
+from learngene_deploy.training.loop import (
     CHECKPOINT_NAME,
     Stage,
     TrainConfig,
-    accuracy_table,
     distill_loss,
     load_checkpoint,
-    load_teacher,
     lr_at,
     make_optimizer,
     train,
-    train_learngene,
 )
+from learngene_deploy.training.recipes import accuracy_table, train_learngene
+from learngene_deploy.training.teacher import load_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = ArchSpec(img_size=16, patch_size=4, in_chans=3, num_classes=10, embed_dim=32, depth=2, num_heads=2)
@@ -127,7 +126,7 @@ def test_checkpoint_on_a_full_disk_is_an_oserror(tmp_path: Path) -> None:
     code = (
         "import errno, torch\n"
         "from pathlib import Path\n"
-        "from learngene_deploy.training import _save_checkpoint\n"
+        "from learngene_deploy.training.loop import _save_checkpoint\n"
         "try:\n"
         f"    _save_checkpoint(Path({str(tmp_path / 'ckpt.pt')!r}), {{'w': torch.zeros(100_000)}})\n"
         "except OSError as e:\n"

@@ -110,7 +110,9 @@ def ldr(
     from learngene_deploy.data import load_data
     from learngene_deploy.learngene.ldr import LDRGenerator
     from learngene_deploy.models.vit import ArchSpec
-    from learngene_deploy.training import Stage, TrainConfig, distributed, load_teacher, train_learngene
+    from learngene_deploy.training.loop import Stage, TrainConfig, distributed
+    from learngene_deploy.training.recipes import train_learngene
+    from learngene_deploy.training.teacher import load_teacher
 
     counts = parse_stages(stages, genes, sct=sct)
     table_counts = parse_stages(table_genes, genes, sct=False) if table_genes else counts
@@ -212,7 +214,9 @@ def lets(
 
     from learngene_deploy.data import load_data
     from learngene_deploy.learngene.lets import LeTsGenerator
-    from learngene_deploy.training import TrainConfig, distributed, load_teacher, train_learngene
+    from learngene_deploy.training.loop import TrainConfig, distributed
+    from learngene_deploy.training.recipes import train_learngene
+    from learngene_deploy.training.teacher import load_teacher
 
     def int_list(text: str | None, option: str, valid: list[int]) -> list[int]:
         if text is None:

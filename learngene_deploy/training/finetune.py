@@ -1,4 +1,4 @@
-"""Fine-tuning after recomposition, in LDR's two modes, through the one training loop of ``training.py``.
+"""Fine-tuning after recomposition, in LDR's two modes, through the one training loop of ``training/loop.py``.
 
 - ``unconstrained`` ("w/o const"): the recomposed plain timm ViT is trained; every layer has its own parameters.
   Works for any weight generator.
@@ -21,7 +21,7 @@ from learngene_deploy.data import DataSplits
 from learngene_deploy.errors import ConfigError
 from learngene_deploy.learngene.base import GeneratedViT, WeightGenerator
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.training import Dist, TrainConfig, TrainResult, current_dist, evaluate, train
+from learngene_deploy.training.loop import Dist, TrainConfig, TrainResult, current_dist, evaluate, train
 
 Mode = Literal["unconstrained", "constrained"]
 
