@@ -21,7 +21,7 @@ from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.training.loop import (
     CHECKPOINT_NAME,
-    Stage,
+    Phase,
     TrainConfig,
     distill_loss,
     load_checkpoint,
@@ -41,9 +41,9 @@ def digits():  # type: ignore[no-untyped-def]
     return load_data("digits", img_size=16, train_limit=256, val_limit=64)
 
 
-def ict(gen: LDRGenerator, counts: list[int]) -> list[Stage]:
+def ict(gen: LDRGenerator, counts: list[int]) -> list[Phase]:
     prevs = [0, *counts[:-1]]
-    return [Stage(f"g{c}", lambda c=c, p=p: gen.set_stage(c, p)) for p, c in zip(prevs, counts, strict=True)]
+    return [Phase(f"g{c}", lambda c=c, p=p: gen.set_stage(c, p)) for p, c in zip(prevs, counts, strict=True)]
 
 
 def fresh(genes: int = 3) -> LDRGenerator:
@@ -82,8 +82,8 @@ def test_ict_trains_only_new_genes(digits) -> None:  # type: ignore[no-untyped-d
         snapshots["shared"] = gen.shared["head__weight"].detach().clone()
         gen.set_stage(3, 1)
 
-    stages = [Stage("g1", lambda: gen.set_stage(1)), Stage("g2-3", stage2)]
-    result = train(GeneratedViT(gen), digits, TrainConfig(max_steps=3, batch_size=32, progress=False), stages=stages)
+    stages = [Phase("g1", lambda: gen.set_stage(1)), Phase("g2-3", stage2)]
+    result = train(GeneratedViT(gen), digits, TrainConfig(max_steps=3, batch_size=32, progress=False), phases=stages)
     assert result.steps == 6 and result.finished
     assert torch.equal(gen.genes[0]["attn__qkv__weight"], snapshots["g1"]), "frozen learngene changed"
     assert not torch.equal(gen.shared["head__weight"], snapshots["shared"]), "shared params must keep training"
@@ -97,7 +97,7 @@ def test_checkpoint_resume_is_exact(digits, tmp_path: Path) -> None:  # type: ig
     def run(out: Path, **kw: object) -> LDRGenerator:
         gen = fresh()
         cfg = TrainConfig(out=out, max_steps=3, batch_size=32, progress=False, lr=3e-3, **kw)  # type: ignore[arg-type]
-        train(GeneratedViT(gen), digits, cfg, stages=ict(gen, [1, 3]))
+        train(GeneratedViT(gen), digits, cfg, phases=ict(gen, [1, 3]))
         return gen
 
     full = run(tmp_path / "full")
@@ -192,7 +192,7 @@ def test_train_learngene_writes_file_with_accuracy_table(digits, tmp_path: Path)
     gen = fresh(2)
     sizes = [{"depth": d, "genes": k} for d in (1, 2, 3) for k in (1, 2)]
     cfg = TrainConfig(out=tmp_path, max_steps=2, batch_size=32, progress=False)
-    train_learngene(gen, digits, cfg, out_file=tmp_path / "lg.safetensors", stages=ict(gen, [1, 2]), sizes=sizes)
+    train_learngene(gen, digits, cfg, out_file=tmp_path / "lg.safetensors", phases=ict(gen, [1, 2]), sizes=sizes)
     meta = read_metadata(tmp_path / "lg.safetensors")
     assert [(r["depth"], r["genes"]) for r in meta["accuracy"]] == [(s["depth"], s["genes"]) for s in sizes]
     assert all(0.0 <= r["top1"] <= 1.0 and r["params"] > 0 for r in meta["accuracy"])

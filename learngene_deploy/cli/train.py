@@ -110,7 +110,7 @@ def ldr(
     from learngene_deploy.data import load_data
     from learngene_deploy.learngene.ldr import LDRGenerator
     from learngene_deploy.models.vit import ArchSpec
-    from learngene_deploy.training.loop import Stage, TrainConfig, distributed
+    from learngene_deploy.training.loop import Phase, TrainConfig, distributed
     from learngene_deploy.training.recipes import train_learngene
     from learngene_deploy.training.teacher import load_teacher
 
@@ -131,7 +131,7 @@ def ldr(
         )
         generator = LDRGenerator(arch, genes, basis=basis, offset=offset, position=position)  # type: ignore[arg-type]
         plan = [
-            Stage(f"learngenes {prev + 1}-{count}", lambda c=count, p=prev: generator.set_stage(c, p))
+            Phase(f"learngenes {prev + 1}-{count}", lambda c=count, p=prev: generator.set_stage(c, p))
             for prev, count in zip([0, *counts[:-1]], counts, strict=True)
         ]
         cfg = TrainConfig(
@@ -158,7 +158,7 @@ def ldr(
             splits,
             cfg,
             out_file=out / LEARNGENE_FILE,
-            stages=plan,
+            phases=plan,
             sizes=sizes,
             teacher=teacher_model,
             teacher_name=teacher,

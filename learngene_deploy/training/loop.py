@@ -1,13 +1,13 @@
 """One training loop (nanoGPT style) for every learngene method and for fine-tuning.
 
-``train(model, data, cfg, stages=..., teacher=...)`` trains any ``nn.Module`` that maps images to logits: a
+``train(model, data, cfg, phases=..., teacher=...)`` trains any ``nn.Module`` that maps images to logits: a
 ``GeneratedViT`` (a weight generator driving a timm skeleton: learngene training, constrained fine-tuning) or a plain
 timm ViT (unconstrained fine-tuning). It runs single-process (CPU or one GPU) or under ``torchrun`` with DDP (gloo on
 CPU, NCCL on GPU), with a ``DistributedSampler``-ordered data stream, AdamW (weight decay only on >= 2-D tensors,
-never on position embeddings or the class token), a linear warm-up + cosine schedule that restarts at every stage,
+never on position embeddings or the class token), a linear warm-up + cosine schedule that restarts at every phase,
 bf16 autocast on GPU, optional distillation, atomic checkpoints and exact resume.
 
-Stages (``Stage``) run one after another for the same number of steps each; before a stage its ``setup`` callback
+Phases (``Phase``) run one after another for the same number of steps each; before a phase its ``setup`` callback
 decides which parameters train (e.g. LDR's incremental training freezes the earlier learngenes), and a fresh
 optimiser is built over the parameters that then have ``requires_grad=True``. Frozen parameters are therefore never
 in the optimiser and never decayed.
@@ -42,16 +42,16 @@ NO_DECAY_NAMES = ("pos_embed", "cls_token")
 
 @dataclass
 class TrainConfig:
-    """Options of one training run; ``epochs``/``max_steps`` are per stage."""
+    """Options of one training run; ``epochs``/``max_steps`` are per phase."""
 
     out: Path | None = None  # directory for checkpoint.pt (None: no checkpoints)
-    epochs: float = 1.0  # passes over the training split per stage (used when max_steps is None)
-    max_steps: int | None = None  # optimiser steps per stage (overrides epochs)
+    epochs: float = 1.0  # passes over the training split per phase (used when max_steps is None)
+    max_steps: int | None = None  # optimiser steps per phase (overrides epochs)
     batch_size: int = 128  # global batch, split evenly over the ranks
-    lr: float = 8e-4  # peak learning rate of each stage
+    lr: float = 8e-4  # peak learning rate of each phase
     min_lr: float = 1e-5  # learning rate at the end of each cosine
     weight_decay: float = 0.05  # AdamW decay on >= 2-D tensors only
-    warmup: float = 0.05  # fraction of each stage's steps spent in linear warm-up
+    warmup: float = 0.05  # fraction of each phase's steps spent in linear warm-up
     grad_clip: float = 1.0  # max global gradient norm (0 disables)
     distill: Literal["ce+kl", "soft"] = "ce+kl"  # LDR: CE + KL (1:1); LeTs/TLEG: DeiT soft KD mixed by alpha
     temperature: float = 1.0  # distillation temperature τ
@@ -65,8 +65,8 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class Stage:
-    """One phase of training; ``setup`` (if any) sets ``requires_grad`` before the stage's optimiser is built."""
+class Phase:
+    """One phase of training; ``setup`` (if any) sets ``requires_grad`` before the phase's optimiser is built."""
 
     name: str
     setup: Callable[[], None] | None = None
@@ -144,7 +144,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warm-up then cosine decay to ``min_lr``; ``step`` counts from the start of the stage."""
+    """Linear warm-up then cosine decay to ``min_lr``; ``step`` counts from the start of the phase."""
     warmup = int(cfg.warmup * total)
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
@@ -204,17 +204,17 @@ def train(
     data: DataSplits,
     cfg: TrainConfig,
     *,
-    stages: Sequence[Stage] = (Stage("train"),),
+    phases: Sequence[Phase] = (Phase("train"),),
     teacher: nn.Module | None = None,
     env: Dist | None = None,
 ) -> TrainResult:
-    """Train ``model`` (images -> logits) on ``data.train`` through ``stages``, checkpointing into ``cfg.out``.
+    """Train ``model`` (images -> logits) on ``data.train`` through ``phases``, checkpointing into ``cfg.out``.
 
     Args:
         model: the module to train (a ``GeneratedViT`` or a plain ViT); moved to the run's device.
         data: splits; only ``train`` is used here.
         cfg: options.
-        stages: phases run in order, each for the same number of steps, each with a fresh optimiser and schedule.
+        phases: run in order, each for the same number of steps, each with a fresh optimiser and schedule.
         teacher: distillation teacher (images -> logits over the same classes); plain CE when ``None``.
         env: rank/world/device; defaults to ``current_dist()``.
 
@@ -235,7 +235,7 @@ def train(
         msg = f"batch size {cfg.batch_size} exceeds the {len(data.train)} training images; use a smaller batch."
         raise ConfigError(msg)
     stage_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    total = stage_steps * len(stages)
+    total = stage_steps * len(phases)
     ckpt_path = Path(cfg.out) / CHECKPOINT_NAME if cfg.out is not None else None
 
     step, ckpt, earlier_time = 0, None, 0.0
@@ -243,10 +243,10 @@ def train(
         if ckpt_path is None:
             raise ConfigError("--resume needs an output directory holding checkpoint.pt; pass --out.")
         ckpt = load_checkpoint(ckpt_path)
-        if ckpt["total_steps"] != total or ckpt["stages"] != len(stages):
+        if ckpt["total_steps"] != total or ckpt["stages"] != len(phases):
             msg = (
                 f"checkpoint {ckpt_path} is for {ckpt['stages']} stage(s) / {ckpt['total_steps']} steps but this run "
-                f"has {len(stages)} / {total}; resume with the original options."
+                f"has {len(phases)} / {total}; resume with the original options."
             )
             raise ConfigError(msg)
         model.load_state_dict(ckpt["model"])
@@ -272,14 +272,14 @@ def train(
         task = bar.add_task("train", total=total, completed=step, loss=float("nan"), lr=0.0)
         while step < stop:
             stage = step // stage_steps
-            if stages[stage].setup is not None:
-                stages[stage].setup()
+            if phases[stage].setup is not None:
+                phases[stage].setup()
             optimizer = make_optimizer(model, cfg)
             if ckpt is not None and ckpt["stage"] == stage and ckpt["step"] > stage * stage_steps:
                 optimizer.load_state_dict(ckpt["optimizer"])
             net = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
             net.train()
-            bar.update(task, description=f"{stages[stage].name} ({stage + 1}/{len(stages)})")
+            bar.update(task, description=f"{phases[stage].name} ({stage + 1}/{len(phases)})")
             while step < min(stop, (stage + 1) * stage_steps):
                 epoch, batch = divmod(step, steps_per_epoch)
                 if epoch_cache[0] != epoch:
@@ -312,7 +312,7 @@ def train(
                             "optimizer": optimizer.state_dict(),
                             "step": step,
                             "stage": stage,
-                            "stages": len(stages),
+                            "stages": len(phases),
                             "total_steps": total,
                             "wall_time_s": earlier_time + time.perf_counter() - start,
                             "rng": {

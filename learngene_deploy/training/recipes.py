@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from learngene_deploy.data import DataSplits
 from learngene_deploy.learngene.base import GeneratedViT, WeightGenerator
-from learngene_deploy.training.loop import Dist, Stage, TrainConfig, TrainResult, current_dist, evaluate, train
+from learngene_deploy.training.loop import Dist, Phase, TrainConfig, TrainResult, current_dist, evaluate, train
 
 
 def accuracy_table(
@@ -42,7 +42,7 @@ def train_learngene(
     cfg: TrainConfig,
     *,
     out_file: str | Path,
-    stages: Sequence[Stage] = (Stage("train"),),
+    phases: Sequence[Phase] = (Phase("train"),),
     sizes: Sequence[dict[str, Any]] = (),
     teacher: nn.Module | None = None,
     teacher_name: str | None = None,
@@ -56,7 +56,7 @@ def train_learngene(
         data: train split for training, val split for the accuracy table.
         cfg: loop options.
         out_file: learngene file written when the schedule has finished (not after ``stop_after``).
-        stages: training phases (see ``train``).
+        phases: training phases (see ``train``).
         sizes: one ``recompose(**size)`` keyword dict per row of the accuracy table.
         teacher: distillation teacher; ``teacher_name`` is what the metadata records for it.
         recipe: the options of the run, stored in the metadata.
@@ -65,7 +65,7 @@ def train_learngene(
     from learngene_deploy.learngene.io import save_learngene
 
     env = env or current_dist()
-    result = train(GeneratedViT(generator), data, cfg, stages=stages, teacher=teacher, env=env)
+    result = train(GeneratedViT(generator), data, cfg, phases=phases, teacher=teacher, env=env)
     if result.finished and env.master:
         table = accuracy_table(generator, sizes, data.val, batch_size=cfg.eval_batch_size, device=env.device)
         training = {
@@ -75,7 +75,7 @@ def train_learngene(
             "temperature": cfg.temperature,
             "seed": cfg.seed,
             "steps": result.steps,
-            "stages": [s.name for s in stages],
+            "stages": [p.name for p in phases],
             "world_size": env.world,
             "device": env.device.type,
             "wall_time_s": round(result.wall_time_s, 2),
