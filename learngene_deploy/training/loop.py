@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -35,6 +35,9 @@ from torch.utils.data import Dataset, DistributedSampler, TensorDataset, default
 from learngene_deploy._fs import atomic_path
 from learngene_deploy.data import DataSplits
 from learngene_deploy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 CHECKPOINT_NAME = "checkpoint.pt"
 NO_DECAY_NAMES = ("pos_embed", "cls_token")
@@ -199,6 +202,142 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+@dataclass(frozen=True)
+class _Schedule:
+    """How a run's global steps map onto its phases and onto this rank's share of the data stream."""
+
+    sampler: DistributedSampler
+    per_rank: int  # images per step on this rank
+    steps_per_epoch: int
+    phase_steps: int  # every phase runs this many steps
+    total: int  # steps of the whole schedule
+    stop: int  # the step this process stops at (``cfg.stop_after`` or ``total``)
+
+
+def _schedule(data: DataSplits, cfg: TrainConfig, env: Dist, phases: int) -> _Schedule:
+    """The run's step counts; refuses a batch the ranks cannot share or the training split cannot fill."""
+    if cfg.batch_size % env.world:
+        msg = f"batch size {cfg.batch_size} is not divisible by the {env.world} processes; pick a multiple."
+        raise ConfigError(msg)
+    per_rank = cfg.batch_size // env.world
+    sampler = DistributedSampler(data.train, num_replicas=env.world, rank=env.rank, seed=cfg.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // per_rank
+    if steps_per_epoch == 0:
+        msg = f"batch size {cfg.batch_size} exceeds the {len(data.train)} training images; use a smaller batch."
+        raise ConfigError(msg)
+    phase_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    total = phase_steps * phases
+    stop = min(total, cfg.stop_after) if cfg.stop_after is not None else total
+    return _Schedule(sampler, per_rank, steps_per_epoch, phase_steps, total, stop)
+
+
+class _Batches:
+    """This rank's batch at every global step, in ``DistributedSampler`` order (one epoch's indices cached)."""
+
+    def __init__(self, dataset: Dataset, plan: _Schedule, device: torch.device) -> None:
+        self.dataset, self.plan, self.device = dataset, plan, device
+        self.epoch: tuple[int, list[int]] = (-1, [])
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, batch = divmod(step, self.plan.steps_per_epoch)
+        if self.epoch[0] != epoch:
+            self.plan.sampler.set_epoch(epoch)
+            self.epoch = (epoch, list(self.plan.sampler))
+        per_rank = self.plan.per_rank
+        return _fetch(self.dataset, self.epoch[1][batch * per_rank : (batch + 1) * per_rank], self.device)
+
+
+def _resume(model: nn.Module, path: Path | None, plan: _Schedule, phases: int, env: Dist) -> dict[str, Any]:
+    """Load ``path`` into ``model`` and restore the random state; the checkpoint (for the optimiser and step)."""
+    if path is None:
+        raise ConfigError("--resume needs an output directory holding checkpoint.pt; pass --out.")
+    ckpt = load_checkpoint(path)
+    if ckpt["total_steps"] != plan.total or ckpt["stages"] != phases:
+        msg = (
+            f"checkpoint {path} is for {ckpt['stages']} stage(s) / {ckpt['total_steps']} steps but this run "
+            f"has {phases} / {plan.total}; resume with the original options."
+        )
+        raise ConfigError(msg)
+    model.load_state_dict(ckpt["model"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    random.setstate(ckpt["rng"]["python"])
+    if env.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"], env.device)
+    return ckpt
+
+
+def _progress(cfg: TrainConfig, env: Dist) -> Progress:
+    """A rich progress bar with the loss and learning rate (shown on rank 0 when ``cfg.progress``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f} lr {task.fields[lr]:.2e}"),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, disable=not (cfg.progress and env.master))
+
+
+def _phase_optimizer(
+    model: nn.Module, phase: Phase, index: int, cfg: TrainConfig, plan: _Schedule, ckpt: dict[str, Any] | None
+) -> torch.optim.AdamW:
+    """Set up phase ``index`` and build its optimiser, restored from ``ckpt`` when that stopped inside this phase."""
+    if phase.setup is not None:
+        phase.setup()
+    optimizer = make_optimizer(model, cfg)
+    if ckpt is not None and ckpt["stage"] == index and ckpt["step"] > index * plan.phase_steps:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    return optimizer
+
+
+def _train_step(
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    lr: float,
+    cfg: TrainConfig,
+    teacher: nn.Module | None,
+) -> float:
+    """One optimiser step of ``net`` (``model``, or its DDP wrapper) at learning rate ``lr``; the batch's loss."""
+    images, labels = batch
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with _autocast(images.device):
+        logits = net(images)
+        with torch.no_grad():
+            teacher_logits = teacher(images) if teacher is not None else None
+    loss = distill_loss(logits.float(), labels, teacher_logits, cfg)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def _checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig, env: Dist, **progress: Any
+) -> None:
+    """Rank 0 writes weights, optimiser, ``progress`` (step, phase, time ...) and random state; every rank waits."""
+    if env.master:
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            **progress,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state(env.device) if env.device.type == "cuda" else None,
+            },
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        }
+        _save_checkpoint(path, state)
+    env.barrier()
+
+
 def train(
     model: nn.Module,
     data: DataSplits,
@@ -225,109 +364,35 @@ def train(
     model.to(env.device)
     if teacher is not None:
         teacher.to(env.device).eval().requires_grad_(False)
-    if cfg.batch_size % env.world:
-        msg = f"batch size {cfg.batch_size} is not divisible by the {env.world} processes; pick a multiple."
-        raise ConfigError(msg)
-    per_rank = cfg.batch_size // env.world
-    sampler = DistributedSampler(data.train, num_replicas=env.world, rank=env.rank, seed=cfg.seed, drop_last=True)
-    steps_per_epoch = len(sampler) // per_rank
-    if steps_per_epoch == 0:
-        msg = f"batch size {cfg.batch_size} exceeds the {len(data.train)} training images; use a smaller batch."
-        raise ConfigError(msg)
-    stage_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    total = stage_steps * len(phases)
+    plan = _schedule(data, cfg, env, len(phases))
     ckpt_path = Path(cfg.out) / CHECKPOINT_NAME if cfg.out is not None else None
-
-    step, ckpt, earlier_time = 0, None, 0.0
-    if cfg.resume:
-        if ckpt_path is None:
-            raise ConfigError("--resume needs an output directory holding checkpoint.pt; pass --out.")
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt["total_steps"] != total or ckpt["stages"] != len(phases):
-            msg = (
-                f"checkpoint {ckpt_path} is for {ckpt['stages']} stage(s) / {ckpt['total_steps']} steps but this run "
-                f"has {len(phases)} / {total}; resume with the original options."
-            )
-            raise ConfigError(msg)
-        model.load_state_dict(ckpt["model"])
-        step, earlier_time = ckpt["step"], ckpt["wall_time_s"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        random.setstate(ckpt["rng"]["python"])
-        if env.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], env.device)
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f} lr {task.fields[lr]:.2e}"),
-        TimeRemainingColumn(),
-    )
+    ckpt = _resume(model, ckpt_path, plan, len(phases), env) if cfg.resume else None
+    step, earlier_time = (ckpt["step"], ckpt["wall_time_s"]) if ckpt is not None else (0, 0.0)
+    batches, start = _Batches(data.train, plan, env.device), time.perf_counter()
     history: list[tuple[int, float]] = []
-    start, epoch_cache = time.perf_counter(), (-1, [])
-    stop = min(total, cfg.stop_after) if cfg.stop_after is not None else total
-    with Progress(*columns, disable=not (cfg.progress and env.master)) as bar:
-        task = bar.add_task("train", total=total, completed=step, loss=float("nan"), lr=0.0)
-        while step < stop:
-            stage = step // stage_steps
-            if phases[stage].setup is not None:
-                phases[stage].setup()
-            optimizer = make_optimizer(model, cfg)
-            if ckpt is not None and ckpt["stage"] == stage and ckpt["step"] > stage * stage_steps:
-                optimizer.load_state_dict(ckpt["optimizer"])
+    with _progress(cfg, env) as bar:
+        task = bar.add_task("train", total=plan.total, completed=step, loss=float("nan"), lr=0.0)
+        while step < plan.stop:
+            index = step // plan.phase_steps
+            optimizer = _phase_optimizer(model, phases[index], index, cfg, plan, ckpt)
             net = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
             net.train()
-            bar.update(task, description=f"{phases[stage].name} ({stage + 1}/{len(phases)})")
-            while step < min(stop, (stage + 1) * stage_steps):
-                epoch, batch = divmod(step, steps_per_epoch)
-                if epoch_cache[0] != epoch:
-                    sampler.set_epoch(epoch)
-                    epoch_cache = (epoch, list(sampler))
-                images, labels = _fetch(
-                    data.train, epoch_cache[1][batch * per_rank : (batch + 1) * per_rank], env.device
-                )
-                lr = lr_at(step - stage * stage_steps, stage_steps, cfg)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with _autocast(env.device):
-                    logits = net(images)
-                    with torch.no_grad():
-                        teacher_logits = teacher(images) if teacher is not None else None
-                loss = distill_loss(logits.float(), labels, teacher_logits, cfg)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
-                optimizer.step()
+            bar.update(task, description=f"{phases[index].name} ({index + 1}/{len(phases)})")
+            while step < min(plan.stop, (index + 1) * plan.phase_steps):
+                lr = lr_at(step - index * plan.phase_steps, plan.phase_steps, cfg)
+                loss = _train_step(net, model, optimizer, batches(step), lr, cfg, teacher)
                 step += 1
-                history.append((step, loss.item()))
-                bar.update(task, advance=1, loss=history[-1][1], lr=lr)
-                boundary = step == stop or (cfg.ckpt_interval > 0 and step % cfg.ckpt_interval == 0)
+                history.append((step, loss))
+                bar.update(task, advance=1, loss=loss, lr=lr)
+                boundary = step == plan.stop or (cfg.ckpt_interval > 0 and step % cfg.ckpt_interval == 0)
                 if ckpt_path is not None and boundary:
-                    if env.master:
-                        state = {
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "step": step,
-                            "stage": stage,
-                            "stages": len(phases),
-                            "total_steps": total,
-                            "wall_time_s": earlier_time + time.perf_counter() - start,
-                            "rng": {
-                                "torch": torch.get_rng_state(),
-                                "python": random.getstate(),
-                                "cuda": torch.cuda.get_rng_state(env.device) if env.device.type == "cuda" else None,
-                            },
-                            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-                        }
-                        _save_checkpoint(ckpt_path, state)
-                    env.barrier()
+                    wall = earlier_time + time.perf_counter() - start
+                    progress = {"step": step, "stage": index, "stages": len(phases), "total_steps": plan.total}
+                    _checkpoint(ckpt_path, model, optimizer, cfg, env, **progress, wall_time_s=wall)
             ckpt = None
     recent = [loss for _, loss in history[-10:]]
     final = sum(recent) / len(recent) if recent else float("nan")
-    return TrainResult(step, total, earlier_time + time.perf_counter() - start, final, history)
+    return TrainResult(step, plan.total, earlier_time + time.perf_counter() - start, final, history)
 
 
 @torch.no_grad()
