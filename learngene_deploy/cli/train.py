@@ -45,25 +45,6 @@ def _report(result, out: Path, env) -> None:
             typer.echo(f"stopped at step {result.steps}/{result.total_steps}; continue with --resume")
 
 
-def parse_stages(text: str | None, genes: int, *, sct: bool) -> list[int]:
-    """Cumulative learngene counts of the ICT stages (default 1, 2, 4, ... N); ``[N]`` for SCT."""
-    if sct:
-        return [genes]
-    if text is None:
-        counts = [c for c in (2**i for i in range(genes.bit_length())) if c < genes]
-        return [*counts, genes]
-    try:
-        counts = [int(c) for c in text.split(",") if c.strip()]
-    except ValueError as e:
-        raise ConfigError(f"--stages must be comma-separated integers like 1,2,4,8, got {text!r}.") from e
-    if not counts or counts != sorted(set(counts)) or counts[0] < 1 or counts[-1] != genes:
-        msg = (
-            f"--stages must increase strictly from >= 1 and end at --genes ({genes}), got {text!r}; e.g. 1,2,4,{genes}."
-        )
-        raise ConfigError(msg)
-    return counts
-
-
 @app.command("ldr")
 def ldr(
     data: Data,
@@ -108,9 +89,9 @@ def ldr(
     import torch
 
     from learngene_deploy.data import load_data
-    from learngene_deploy.learngene.ldr import LDRGenerator
+    from learngene_deploy.learngene.ldr import LDRGenerator, ict_phases, parse_stages
     from learngene_deploy.models.vit import ArchSpec
-    from learngene_deploy.training.loop import Phase, TrainConfig, distributed
+    from learngene_deploy.training.loop import TrainConfig, distributed
     from learngene_deploy.training.recipes import train_learngene
     from learngene_deploy.training.teacher import load_teacher
 
@@ -130,10 +111,7 @@ def ldr(
             layout=layout,  # type: ignore[arg-type]
         )
         generator = LDRGenerator(arch, genes, basis=basis, offset=offset, position=position)  # type: ignore[arg-type]
-        plan = [
-            Phase(f"learngenes {prev + 1}-{count}", lambda c=count, p=prev: generator.set_stage(c, p))
-            for prev, count in zip([0, *counts[:-1]], counts, strict=True)
-        ]
+        plan = ict_phases(generator, counts)
         cfg = TrainConfig(
             out=out,
             epochs=epochs,
