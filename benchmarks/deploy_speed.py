@@ -117,7 +117,7 @@ def train_model(size: Size, data: Any, work: Path, *, batch: int, seed: int) -> 
     """Train (or load the cached) model of ``size``; returns it and the training seconds (0 when cached)."""
     from safetensors.torch import load_file, save_file
 
-    from learngene_deploy.training import TrainConfig, train
+    from learngene_deploy.training.loop import TrainConfig, train
 
     key = f"{size.arch.name}-c{size.arch.num_classes}-s{size.steps}-b{batch}-seed{seed}-{data.info['fingerprint']}"
     cached = work / "models" / f"{key}.safetensors"

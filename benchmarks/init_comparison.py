@@ -39,7 +39,7 @@ from learngene_deploy.learngene.lets import STRATEGIES
 from learngene_deploy.models.vit import build_vit
 from learngene_deploy.shipped import resolve_learngene
 from learngene_deploy.sizing.cost import count_params
-from learngene_deploy.training import TrainConfig, evaluate, train
+from learngene_deploy.training.loop import TrainConfig, evaluate, train
 
 COMMON = ["--data", "fashion-mnist", "--img-size", "28", "--patch-size", "7", "--batch-size", "128", "--lr", "2e-3"]
 LDR_ARCH = ["--embed-dim", "96", "--depth", "6", "--num-heads", "6", "--layout", "avg"]

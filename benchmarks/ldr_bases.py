@@ -33,9 +33,10 @@ import torch
 from benchmarks._common import arguments, command_line, host_facts, print_depth_grid, write_json
 from learngene_deploy.data import load_data
 from learngene_deploy.learngene.io import read_metadata
-from learngene_deploy.learngene.ldr import BASES, POSITIONS, LDRGenerator, default_offset
+from learngene_deploy.learngene.ldr import BASES, POSITIONS, LDRGenerator, default_offset, ict_phases
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.training import Stage, TrainConfig, current_dist, train_learngene
+from learngene_deploy.training.loop import TrainConfig, current_dist
+from learngene_deploy.training.recipes import train_learngene
 
 # LDR paper, Table 1: ImageNet-1K top-1, DeiT-B-sized ViT, 12 learngenes trained simultaneously for 100 epochs.
 PAPER_TOP1 = {"chebyshev": 77.73, "fourier": 77.09, "taylor": 74.80, "legendre": 73.13}
@@ -56,7 +57,7 @@ def run_basis(args: argparse.Namespace, data, basis: str, eval_genes: list[int])
         layout=args.layout,
     )
     gen = LDRGenerator(arch, args.genes, basis=basis, offset=args.offset, position=args.position)
-    stages = [Stage(f"{basis} sct 1-{args.genes}", lambda: gen.set_stage(args.genes))]
+    phases = ict_phases(gen, [args.genes], label=f"{basis} sct")
     out = args.work / basis
     cfg = TrainConfig(
         out=out,
@@ -74,7 +75,7 @@ def run_basis(args: argparse.Namespace, data, basis: str, eval_genes: list[int])
         data,
         cfg,
         out_file=out / "learngene.safetensors",
-        stages=stages,
+        phases=phases,
         sizes=sizes,
         env=current_dist(args.device),
     )

@@ -22,9 +22,10 @@ import torch
 from benchmarks._common import arguments, host_facts, print_depth_grid, write_json
 from learngene_deploy.data import load_data
 from learngene_deploy.learngene.io import read_metadata
-from learngene_deploy.learngene.ldr import LDRGenerator
+from learngene_deploy.learngene.ldr import LDRGenerator, ict_phases
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.training import Stage, TrainConfig, train_learngene
+from learngene_deploy.training.loop import TrainConfig
+from learngene_deploy.training.recipes import train_learngene
 
 
 def run(args: argparse.Namespace, data, mode: str, counts: list[int]) -> dict:  # type: ignore[no-untyped-def]
@@ -41,19 +42,16 @@ def run(args: argparse.Namespace, data, mode: str, counts: list[int]) -> dict:  
     )
     gen = LDRGenerator(arch, counts[-1], basis=args.basis)
     if mode == "ict":
-        prevs = [0, *counts[:-1]]
-        stages = [
-            Stage(f"ict {p + 1}-{c}", lambda c=c, p=p: gen.set_stage(c, p)) for p, c in zip(prevs, counts, strict=True)
-        ]
+        phases = ict_phases(gen, counts, label="ict")
         epochs = args.epochs
     else:
-        stages = [Stage(f"sct 1-{counts[-1]}", lambda: gen.set_stage(counts[-1]))]
+        phases = ict_phases(gen, counts[-1:], label="sct")
         epochs = args.epochs * len(counts)  # equal compute: same number of steps as all ICT stages together
     out = args.out / mode
     cfg = TrainConfig(out=out, epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=True)
     sizes = [{"depth": d, "genes": k} for d in range(1, args.depth + 1) for k in counts]
     start = time.perf_counter()
-    result = train_learngene(gen, data, cfg, out_file=out / "learngene.safetensors", stages=stages, sizes=sizes)
+    result = train_learngene(gen, data, cfg, out_file=out / "learngene.safetensors", phases=phases, sizes=sizes)
     meta = read_metadata(out / "learngene.safetensors")
     return {
         "mode": mode,

@@ -35,7 +35,7 @@ from learngene_deploy.learngene.io import load_learngene, read_metadata
 from learngene_deploy.models.vit import ArchSpec, build_vit
 from learngene_deploy.shipped import resolve_learngene
 from learngene_deploy.sizing.cost import count_params, flops
-from learngene_deploy.training import TrainConfig, evaluate, train
+from learngene_deploy.training.loop import TrainConfig, evaluate, train
 
 FULL_SIZES = "2x48,4x48,4x64,6x64,6x80,8x96"
 QUICK_SIZES = "2x48,4x64,8x96"

@@ -27,7 +27,9 @@ import torch
 from benchmarks._common import command_line, host_facts, write_json
 from learngene_deploy.data import load_data
 from learngene_deploy.learngene.lets import STRATEGIES, LeTsGenerator
-from learngene_deploy.training import TrainConfig, accuracy_table, load_teacher, train_learngene
+from learngene_deploy.training.loop import TrainConfig
+from learngene_deploy.training.recipes import accuracy_table, train_learngene
+from learngene_deploy.training.teacher import load_teacher
 
 
 def grid(rows: list[dict[str, Any]], row_key: str, col_key: str, title: str) -> str:

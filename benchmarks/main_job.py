@@ -44,7 +44,7 @@ def main() -> None:
 
     from learngene_deploy.data import load_data
     from learngene_deploy.models.vit import ArchSpec, build_vit
-    from learngene_deploy.training import TrainConfig, evaluate, train
+    from learngene_deploy.training.loop import TrainConfig, evaluate, train
 
     arch = ArchSpec.from_dict(manifest["architecture"])
     data = load_data(

@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 from learngene_deploy.data import load_data
 from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.training import Stage, TrainConfig, distributed, train_learngene
+from learngene_deploy.training.loop import Phase, TrainConfig, distributed
+from learngene_deploy.training.recipes import train_learngene
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
@@ -22,9 +23,9 @@ if __name__ == "__main__":
         data = load_data("digits", img_size=16, train_limit=256, val_limit=64)
         arch = ArchSpec(img_size=16, patch_size=4, in_chans=3, num_classes=10, embed_dim=32, depth=2, num_heads=2)
         gen = LDRGenerator(arch, 2)
-        stages = [Stage("g1", lambda: gen.set_stage(1)), Stage("g2", lambda: gen.set_stage(2, 1))]
+        stages = [Phase("g1", lambda: gen.set_stage(1)), Phase("g2", lambda: gen.set_stage(2, 1))]
         cfg = TrainConfig(out=out, max_steps=2, batch_size=32, progress=False, ckpt_interval=1)
         train_learngene(
-            gen, data, cfg, out_file=out / "lg.safetensors", stages=stages, sizes=[{"depth": 2, "genes": 2}], env=env
+            gen, data, cfg, out_file=out / "lg.safetensors", phases=stages, sizes=[{"depth": 2, "genes": 2}], env=env
         )
         save_file({k: v.contiguous() for k, v in gen.state_dict().items()}, str(out / f"rank{env.rank}.safetensors"))

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from learngene_deploy.cli import app
-from learngene_deploy.cli.train import parse_stages
 from learngene_deploy.errors import ConfigError
 from learngene_deploy.learngene.io import load_learngene
+from learngene_deploy.learngene.ldr import parse_stages
 
 TINY = ["--data", "digits", "--img-size", "16", "--patch-size", "4", "--embed-dim", "32", "--depth", "3"]
 TINY += ["--num-heads", "2", "--batch-size", "32", "--train-limit", "256", "--val-limit", "64", "--no-progress"]

@@ -9,10 +9,11 @@ import torch
 
 from learngene_deploy.data import load_data
 from learngene_deploy.errors import ConfigError
-from learngene_deploy.finetune import finetune, load_model, prepare, save_model
 from learngene_deploy.learngene.ldr import LDRGenerator
+from learngene_deploy.models.io import load_model, save_model
 from learngene_deploy.models.vit import BLOCK_TENSORS, ArchSpec, block_key
-from learngene_deploy.training import TrainConfig
+from learngene_deploy.training.finetune import finetune, prepare
+from learngene_deploy.training.loop import TrainConfig
 
 ARCH = ArchSpec(img_size=16, patch_size=4, in_chans=3, num_classes=10, embed_dim=32, depth=4, num_heads=2)
 

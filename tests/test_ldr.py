@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from learngene_deploy.errors import ConfigError
+from learngene_deploy.learngene.base import GeneratedViT
 from learngene_deploy.learngene.ldr import LDRGenerator, basis_functions, coefficients, layer_positions
 from learngene_deploy.models.vit import BLOCK_TENSORS, ArchSpec, block_key
-from learngene_deploy.training import GeneratedViT
 
 # seeds-spec §1.1: T_n(x_l), rows l, columns n = 1..6.
 CHEBYSHEV_L4 = [

@@ -297,7 +297,7 @@ def test_killed_train_run_resumes_from_its_checkpoint(tmp_path: Path, lgdeploy_a
     import time
 
     from learngene_deploy.learngene.io import load_learngene
-    from learngene_deploy.training import CHECKPOINT_NAME, load_checkpoint
+    from learngene_deploy.training.loop import CHECKPOINT_NAME, load_checkpoint
 
     common = [
         *lgdeploy_argv, "train", "lets", "--data", "digits", "--img-size", "16", "--head-dim", "8",

@@ -16,7 +16,7 @@ from learngene_deploy.learngene.io import save_learngene
 from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.profile import resolve_profile
-from learngene_deploy.training import CHECKPOINT_NAME, load_checkpoint
+from learngene_deploy.training.loop import CHECKPOINT_NAME, load_checkpoint
 
 pytestmark = pytest.mark.slow
 

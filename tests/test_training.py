@@ -15,23 +15,22 @@ from safetensors.torch import load_file, save_file
 
 from learngene_deploy.data import load_data
 from learngene_deploy.errors import ConfigError
+from learngene_deploy.learngene.base import GeneratedViT
 from learngene_deploy.learngene.io import load_learngene, read_metadata, save_learngene
 from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.training import (
+from learngene_deploy.training.loop import (
     CHECKPOINT_NAME,
-    GeneratedViT,
-    Stage,
+    Phase,
     TrainConfig,
-    accuracy_table,
     distill_loss,
     load_checkpoint,
-    load_teacher,
     lr_at,
     make_optimizer,
     train,
-    train_learngene,
 )
+from learngene_deploy.training.recipes import accuracy_table, train_learngene
+from learngene_deploy.training.teacher import load_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = ArchSpec(img_size=16, patch_size=4, in_chans=3, num_classes=10, embed_dim=32, depth=2, num_heads=2)
@@ -42,9 +41,9 @@ def digits():  # type: ignore[no-untyped-def]
     return load_data("digits", img_size=16, train_limit=256, val_limit=64)
 
 
-def ict(gen: LDRGenerator, counts: list[int]) -> list[Stage]:
+def ict(gen: LDRGenerator, counts: list[int]) -> list[Phase]:
     prevs = [0, *counts[:-1]]
-    return [Stage(f"g{c}", lambda c=c, p=p: gen.set_stage(c, p)) for p, c in zip(prevs, counts, strict=True)]
+    return [Phase(f"g{c}", lambda c=c, p=p: gen.set_stage(c, p)) for p, c in zip(prevs, counts, strict=True)]
 
 
 def fresh(genes: int = 3) -> LDRGenerator:
@@ -83,8 +82,8 @@ def test_ict_trains_only_new_genes(digits) -> None:  # type: ignore[no-untyped-d
         snapshots["shared"] = gen.shared["head__weight"].detach().clone()
         gen.set_stage(3, 1)
 
-    stages = [Stage("g1", lambda: gen.set_stage(1)), Stage("g2-3", stage2)]
-    result = train(GeneratedViT(gen), digits, TrainConfig(max_steps=3, batch_size=32, progress=False), stages=stages)
+    stages = [Phase("g1", lambda: gen.set_stage(1)), Phase("g2-3", stage2)]
+    result = train(GeneratedViT(gen), digits, TrainConfig(max_steps=3, batch_size=32, progress=False), phases=stages)
     assert result.steps == 6 and result.finished
     assert torch.equal(gen.genes[0]["attn__qkv__weight"], snapshots["g1"]), "frozen learngene changed"
     assert not torch.equal(gen.shared["head__weight"], snapshots["shared"]), "shared params must keep training"
@@ -98,7 +97,7 @@ def test_checkpoint_resume_is_exact(digits, tmp_path: Path) -> None:  # type: ig
     def run(out: Path, **kw: object) -> LDRGenerator:
         gen = fresh()
         cfg = TrainConfig(out=out, max_steps=3, batch_size=32, progress=False, lr=3e-3, **kw)  # type: ignore[arg-type]
-        train(GeneratedViT(gen), digits, cfg, stages=ict(gen, [1, 3]))
+        train(GeneratedViT(gen), digits, cfg, phases=ict(gen, [1, 3]))
         return gen
 
     full = run(tmp_path / "full")
@@ -127,7 +126,7 @@ def test_checkpoint_on_a_full_disk_is_an_oserror(tmp_path: Path) -> None:
     code = (
         "import errno, torch\n"
         "from pathlib import Path\n"
-        "from learngene_deploy.training import _save_checkpoint\n"
+        "from learngene_deploy.training.loop import _save_checkpoint\n"
         "try:\n"
         f"    _save_checkpoint(Path({str(tmp_path / 'ckpt.pt')!r}), {{'w': torch.zeros(100_000)}})\n"
         "except OSError as e:\n"
@@ -193,7 +192,7 @@ def test_train_learngene_writes_file_with_accuracy_table(digits, tmp_path: Path)
     gen = fresh(2)
     sizes = [{"depth": d, "genes": k} for d in (1, 2, 3) for k in (1, 2)]
     cfg = TrainConfig(out=tmp_path, max_steps=2, batch_size=32, progress=False)
-    train_learngene(gen, digits, cfg, out_file=tmp_path / "lg.safetensors", stages=ict(gen, [1, 2]), sizes=sizes)
+    train_learngene(gen, digits, cfg, out_file=tmp_path / "lg.safetensors", phases=ict(gen, [1, 2]), sizes=sizes)
     meta = read_metadata(tmp_path / "lg.safetensors")
     assert [(r["depth"], r["genes"]) for r in meta["accuracy"]] == [(s["depth"], s["genes"]) for s in sizes]
     assert all(0.0 <= r["top1"] <= 1.0 and r["params"] > 0 for r in meta["accuracy"])

@@ -70,7 +70,7 @@ class BuildWork:
     @property
     def checkpoint(self) -> Path:
         """The training loop's checkpoint file (torch is imported here, not when this module is)."""
-        from learngene_deploy.training import CHECKPOINT_NAME
+        from learngene_deploy.training.loop import CHECKPOINT_NAME
 
         return self.finetune_dir / CHECKPOINT_NAME
 
@@ -134,7 +134,7 @@ class BuildWork:
         if recorded == record:
             if self.checkpoint.is_file():
                 try:
-                    from learngene_deploy.training import load_checkpoint
+                    from learngene_deploy.training.loop import load_checkpoint
 
                     ckpt = load_checkpoint(self.checkpoint)
                     step, total = int(ckpt["step"]), int(ckpt["total_steps"])

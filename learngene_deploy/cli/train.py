@@ -1,19 +1,24 @@
-"""`lgdeploy train ldr ...`: train learngenes (single process, or under ``torchrun`` via ``train/ldr.py``)."""
+"""`lgdeploy train ldr|lets ...`: train learngenes (single process, or under ``torchrun`` via ``train/*.py``).
+
+A thin shell over ``learngene_deploy.training.recipes``: each command turns its flags into the recipe's options
+(whose defaults are the flags' defaults), runs the recipe and says what it wrote.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from learngene_deploy.errors import ConfigError
+from learngene_deploy.training.options import LDROptions, LeTsOptions, plain
+
+if TYPE_CHECKING:
+    from learngene_deploy.training.recipes import Trained
 
 app = typer.Typer(no_args_is_help=True, help="Train learngenes (CPU single process or DDP under torchrun).")
 
-LEARNGENE_FILE = "learngene.safetensors"
-
-# Options both methods share: one definition each (defaults stay in the signatures, where they differ).
+# Options both methods share: one definition each.
 Data = Annotated[
     str,
     typer.Option(help="digits, fashion-mnist, or a directory (ImageFolder, IDX files, Hugging Face save_to_disk)."),
@@ -36,245 +41,112 @@ ValLimit = Annotated[int | None, typer.Option(help="Use at most this many valida
 Device = Annotated[str | None, typer.Option(help="cpu or cuda[:i] (default: cuda when available).")]
 Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
 
+LDR, LETS = LDROptions, LeTsOptions  # the flags' defaults
 
-def _report(result, out: Path, env) -> None:
-    if env.master:
+
+def _report(trained: Trained) -> None:
+    result = trained.result
+    if trained.master:
         if result.finished:
-            typer.echo(f"wrote {out / LEARNGENE_FILE} ({result.steps} steps, {result.wall_time_s:.1f} s)")
+            typer.echo(f"wrote {trained.path} ({result.steps} steps, {result.wall_time_s:.1f} s)")
         else:
             typer.echo(f"stopped at step {result.steps}/{result.total_steps}; continue with --resume")
-
-
-def parse_stages(text: str | None, genes: int, *, sct: bool) -> list[int]:
-    """Cumulative learngene counts of the ICT stages (default 1, 2, 4, ... N); ``[N]`` for SCT."""
-    if sct:
-        return [genes]
-    if text is None:
-        counts = [c for c in (2**i for i in range(genes.bit_length())) if c < genes]
-        return [*counts, genes]
-    try:
-        counts = [int(c) for c in text.split(",") if c.strip()]
-    except ValueError as e:
-        raise ConfigError(f"--stages must be comma-separated integers like 1,2,4,8, got {text!r}.") from e
-    if not counts or counts != sorted(set(counts)) or counts[0] < 1 or counts[-1] != genes:
-        msg = (
-            f"--stages must increase strictly from >= 1 and end at --genes ({genes}), got {text!r}; e.g. 1,2,4,{genes}."
-        )
-        raise ConfigError(msg)
-    return counts
 
 
 @app.command("ldr")
 def ldr(
     data: Data,
     out: Out,
-    img_size: ImgSize = 28,
-    patch_size: PatchSize = 4,
-    embed_dim: Annotated[int, typer.Option(help="Token width D.")] = 64,
-    depth: Annotated[int, typer.Option(help="Training depth L.")] = 4,
-    num_heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
-    layout: Annotated[str, typer.Option(help="avg (no class token, mean pool) or cls (DeiT).")] = "cls",
-    genes: Annotated[int, typer.Option(help="Number of learngenes N.")] = 4,
+    img_size: ImgSize = LDR.img_size,
+    patch_size: PatchSize = LDR.patch_size,
+    embed_dim: Annotated[int, typer.Option(help="Token width D.")] = LDR.embed_dim,
+    depth: Annotated[int, typer.Option(help="Training depth L.")] = LDR.depth,
+    num_heads: Annotated[int, typer.Option(help="Attention heads.")] = LDR.num_heads,
+    layout: Annotated[str, typer.Option(help="avg (no class token, mean pool) or cls (DeiT).")] = LDR.layout,
+    genes: Annotated[int, typer.Option(help="Number of learngenes N.")] = LDR.genes,
     stages: Annotated[
         str | None, typer.Option(help="ICT cumulative counts, e.g. 1,2,4,8,12 (default 1,2,4..N).")
-    ] = None,
-    sct: Annotated[bool, typer.Option("--sct", help="Train all learngenes at once (one stage).")] = False,
-    basis: Annotated[str, typer.Option(help="chebyshev, legendre, taylor, fourier or linear (TLEG).")] = "chebyshev",
-    offset: Annotated[int | None, typer.Option(help="Index offset: 1 = T_n (paper), 0 = T_(n-1).")] = None,
-    position: Annotated[str, typer.Option(help="Layer position: paper (l-1)/L, unit, centered.")] = "paper",
-    epochs: Annotated[float, typer.Option(help="Epochs per stage.")] = 1.0,
-    max_steps: MaxSteps = None,
-    batch_size: BatchSize = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate per stage.")] = 8e-4,
-    weight_decay: WeightDecay = 0.05,
-    warmup: Warmup = 0.05,
-    teacher: Teacher = None,
-    teacher_checkpoint: TeacherCheckpoint = None,
-    temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 1.0,
-    seed: Seed = 0,
-    resume: Resume = False,
-    ckpt_interval: CkptInterval = 200,
-    stop_after: StopAfter = None,
-    train_limit: TrainLimit = None,
-    val_limit: ValLimit = None,
+    ] = LDR.stages,
+    sct: Annotated[bool, typer.Option("--sct", help="Train all learngenes at once (one stage).")] = LDR.sct,
+    basis: Annotated[str, typer.Option(help="chebyshev, legendre, taylor, fourier or linear (TLEG).")] = LDR.basis,
+    offset: Annotated[int | None, typer.Option(help="Index offset: 1 = T_n (paper), 0 = T_(n-1).")] = LDR.offset,
+    position: Annotated[str, typer.Option(help="Layer position: paper (l-1)/L, unit, centered.")] = LDR.position,
+    epochs: Annotated[float, typer.Option(help="Epochs per stage.")] = LDR.epochs,
+    max_steps: MaxSteps = LDR.max_steps,
+    batch_size: BatchSize = LDR.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate per stage.")] = LDR.lr,
+    weight_decay: WeightDecay = LDR.weight_decay,
+    warmup: Warmup = LDR.warmup,
+    teacher: Teacher = LDR.teacher,
+    teacher_checkpoint: TeacherCheckpoint = LDR.teacher_checkpoint,
+    temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = LDR.temperature,
+    seed: Seed = LDR.seed,
+    resume: Resume = LDR.resume,
+    ckpt_interval: CkptInterval = LDR.ckpt_interval,
+    stop_after: StopAfter = LDR.stop_after,
+    train_limit: TrainLimit = LDR.train_limit,
+    val_limit: ValLimit = LDR.val_limit,
     table_genes: Annotated[
         str | None, typer.Option(help="Learngene counts in the accuracy table (default: stages).")
-    ] = None,
-    device: Device = None,
-    progress: Progress = True,
+    ] = LDR.table_genes,
+    device: Device = LDR.device,
+    progress: Progress = LDR.progress,
 ) -> None:
     """Train LDR learngenes with incremental (ICT, default) or simultaneous (SCT) training and save them."""
-    recipe = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items()}
-    import torch
+    flags = dict(locals())
+    from learngene_deploy.training.recipes import train_ldr
 
-    from learngene_deploy.data import load_data
-    from learngene_deploy.learngene.ldr import LDRGenerator
-    from learngene_deploy.models.vit import ArchSpec
-    from learngene_deploy.training import Stage, TrainConfig, distributed, load_teacher, train_learngene
-
-    counts = parse_stages(stages, genes, sct=sct)
-    table_counts = parse_stages(table_genes, genes, sct=False) if table_genes else counts
-    with distributed(device) as env:
-        torch.manual_seed(seed)
-        splits = load_data(data, img_size=img_size, seed=seed, train_limit=train_limit, val_limit=val_limit)
-        arch = ArchSpec(
-            img_size=img_size,
-            patch_size=patch_size,
-            in_chans=splits.in_chans,
-            num_classes=splits.num_classes,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            layout=layout,  # type: ignore[arg-type]
-        )
-        generator = LDRGenerator(arch, genes, basis=basis, offset=offset, position=position)  # type: ignore[arg-type]
-        plan = [
-            Stage(f"learngenes {prev + 1}-{count}", lambda c=count, p=prev: generator.set_stage(c, p))
-            for prev, count in zip([0, *counts[:-1]], counts, strict=True)
-        ]
-        cfg = TrainConfig(
-            out=out,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            warmup=warmup,
-            temperature=temperature,
-            ckpt_interval=ckpt_interval,
-            stop_after=stop_after,
-            resume=resume,
-            seed=seed,
-            progress=progress,
-        )
-        teacher_model = (
-            load_teacher(teacher, checkpoint=teacher_checkpoint, num_classes=arch.num_classes) if teacher else None
-        )
-        sizes = [{"depth": d, "genes": k} for d in range(1, depth + 1) for k in table_counts]
-        result = train_learngene(
-            generator,
-            splits,
-            cfg,
-            out_file=out / LEARNGENE_FILE,
-            stages=plan,
-            sizes=sizes,
-            teacher=teacher_model,
-            teacher_name=teacher,
-            recipe=recipe,
-            env=env,
-        )
-        _report(result, out, env)
+    _report(train_ldr(LDROptions(**flags), recipe=plain(flags)))
 
 
 @app.command("lets")
 def lets(
     data: Data,
     out: Out,
-    img_size: ImgSize = 28,
-    patch_size: PatchSize = 4,
-    head_dim: Annotated[int, typer.Option(help="Channels per attention head (every width is a multiple).")] = 16,
-    learngene_depth: Annotated[int, typer.Option(help="Learngene layers L_g (even).")] = 4,
-    learngene_dim: Annotated[int, typer.Option(help="Learngene width D_g.")] = 32,
-    aux_depth: Annotated[int, typer.Option(help="Aux-Net layers, a multiple of L_g (paper: 2 L_g).")] = 8,
-    aux_dim: Annotated[int, typer.Option(help="Aux-Net width (>= D_g).")] = 64,
-    tie_rows: Annotated[bool, typer.Option(help="Share G rows between Aux layers 2i and 2i+1 (paper).")] = True,
-    epochs: Annotated[float, typer.Option(help="Epochs over the training split.")] = 1.0,
-    max_steps: MaxSteps = None,
-    batch_size: BatchSize = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
-    weight_decay: WeightDecay = 0.05,
-    warmup: Warmup = 0.05,
-    teacher: Teacher = None,
-    teacher_checkpoint: TeacherCheckpoint = None,
-    temperature: Annotated[float, typer.Option(help="Distillation temperature (pure KD, alpha = 1).")] = 1.0,
-    seed: Seed = 0,
-    resume: Resume = False,
-    ckpt_interval: CkptInterval = 200,
-    stop_after: StopAfter = None,
-    train_limit: TrainLimit = None,
-    val_limit: ValLimit = None,
+    img_size: ImgSize = LETS.img_size,
+    patch_size: PatchSize = LETS.patch_size,
+    head_dim: Annotated[
+        int, typer.Option(help="Channels per attention head (every width is a multiple).")
+    ] = LETS.head_dim,
+    learngene_depth: Annotated[int, typer.Option(help="Learngene layers L_g (even).")] = LETS.learngene_depth,
+    learngene_dim: Annotated[int, typer.Option(help="Learngene width D_g.")] = LETS.learngene_dim,
+    aux_depth: Annotated[int, typer.Option(help="Aux-Net layers, a multiple of L_g (paper: 2 L_g).")] = LETS.aux_depth,
+    aux_dim: Annotated[int, typer.Option(help="Aux-Net width (>= D_g).")] = LETS.aux_dim,
+    tie_rows: Annotated[
+        bool, typer.Option(help="Share G rows between Aux layers 2i and 2i+1 (paper).")
+    ] = LETS.tie_rows,
+    epochs: Annotated[float, typer.Option(help="Epochs over the training split.")] = LETS.epochs,
+    max_steps: MaxSteps = LETS.max_steps,
+    batch_size: BatchSize = LETS.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = LETS.lr,
+    weight_decay: WeightDecay = LETS.weight_decay,
+    warmup: Warmup = LETS.warmup,
+    teacher: Teacher = LETS.teacher,
+    teacher_checkpoint: TeacherCheckpoint = LETS.teacher_checkpoint,
+    temperature: Annotated[
+        float, typer.Option(help="Distillation temperature (pure KD, alpha = 1).")
+    ] = LETS.temperature,
+    seed: Seed = LETS.seed,
+    resume: Resume = LETS.resume,
+    ckpt_interval: CkptInterval = LETS.ckpt_interval,
+    stop_after: StopAfter = LETS.stop_after,
+    train_limit: TrainLimit = LETS.train_limit,
+    val_limit: ValLimit = LETS.val_limit,
     table_depths: Annotated[
         str | None, typer.Option(help="Depths in the accuracy table, e.g. 4,6,8 (default: 1..aux depth).")
-    ] = None,
+    ] = LETS.table_depths,
     table_widths: Annotated[
         str | None, typer.Option(help="Widths in the accuracy table, e.g. 32,64 (default: every supported width).")
-    ] = None,
-    device: Device = None,
-    progress: Progress = True,
+    ] = LETS.table_widths,
+    device: Device = LETS.device,
+    progress: Progress = LETS.progress,
 ) -> None:
     """Train a LeTs learngene (learngene + width matrices F + depth coefficients G) through its Aux-Net and save it.
 
     With --teacher the loss is DeiT's soft distillation with alpha = 1 (pure KD), as in the paper; without one, CE.
     The stored accuracy table holds the direct top-1 of Des-Nets over depths x widths (continuous selection).
     """
-    recipe = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items()}
-    import torch
+    flags = dict(locals())
+    from learngene_deploy.training.recipes import train_lets
 
-    from learngene_deploy.data import load_data
-    from learngene_deploy.learngene.lets import LeTsGenerator
-    from learngene_deploy.training import TrainConfig, distributed, load_teacher, train_learngene
-
-    def int_list(text: str | None, option: str, valid: list[int]) -> list[int]:
-        if text is None:
-            return valid
-        try:
-            values = [int(v) for v in text.split(",") if v.strip()]
-        except ValueError as e:
-            msg = f"{option} must be comma-separated integers like {valid[0]},{valid[-1]}, got {text!r}."
-            raise ConfigError(msg) from e
-        bad = [v for v in values if v not in valid]
-        if not values or bad:
-            msg = f"{option} {text!r} holds unsupported values {bad}; choose from {', '.join(map(str, valid))}."
-            raise ConfigError(msg)
-        return values
-
-    with distributed(device) as env:
-        torch.manual_seed(seed)
-        splits = load_data(data, img_size=img_size, seed=seed, train_limit=train_limit, val_limit=val_limit)
-        generator = LeTsGenerator(
-            img_size=img_size,
-            patch_size=patch_size,
-            in_chans=splits.in_chans,
-            num_classes=splits.num_classes,
-            head_dim=head_dim,
-            learngene_depth=learngene_depth,
-            learngene_dim=learngene_dim,
-            aux_depth=aux_depth,
-            aux_dim=aux_dim,
-            tie_rows=tie_rows,
-        )
-        sizes = generator.supported_sizes()
-        depths = int_list(table_depths, "--table-depths", list(range(1, aux_depth + 1)))
-        widths = int_list(table_widths, "--table-widths", sizes["width"])
-        cfg = TrainConfig(
-            out=out,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            warmup=warmup,
-            distill="soft",
-            temperature=temperature,
-            alpha=1.0,
-            ckpt_interval=ckpt_interval,
-            stop_after=stop_after,
-            resume=resume,
-            seed=seed,
-            progress=progress,
-        )
-        teacher_model = (
-            load_teacher(teacher, checkpoint=teacher_checkpoint, num_classes=splits.num_classes) if teacher else None
-        )
-        result = train_learngene(
-            generator,
-            splits,
-            cfg,
-            out_file=out / LEARNGENE_FILE,
-            sizes=[{"depth": d, "width": w} for d in depths for w in widths],
-            teacher=teacher_model,
-            teacher_name=teacher,
-            recipe=recipe,
-            env=env,
-        )
-        _report(result, out, env)
+    _report(train_lets(LeTsOptions(**flags), recipe=plain(flags)))

@@ -7,7 +7,8 @@ evaluation and export all run through the same timm ViT:
 
     out = torch.func.functional_call(skeleton, generator(), (images,))
 
-Recomposition is "run the generator once for the target size and load the result into a fresh timm ViT".
+Recomposition is "run the generator once for the target size and load the result into a fresh timm ViT";
+training runs ``GeneratedViT``, the generator driving a parameterless skeleton of its training architecture.
 """
 
 from __future__ import annotations
@@ -63,3 +64,20 @@ class WeightGenerator(nn.Module, ABC):
 def skeleton_forward(skeleton: nn.Module, params: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
     """Run a timm ViT skeleton with externally generated parameters."""
     return torch.func.functional_call(skeleton, params, (images,))
+
+
+class GeneratedViT(nn.Module):
+    """A weight generator driving a timm ViT skeleton: ``functional_call(skeleton, generator(), images)``.
+
+    The skeleton lives on the meta device and is not a registered submodule, so the only parameters (for the
+    optimiser, DDP and the state dict) are the generator's.
+    """
+
+    def __init__(self, generator: WeightGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+        with torch.device("meta"):
+            self.__dict__["skeleton"] = build_vit(generator.train_arch)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return skeleton_forward(self.skeleton, self.generator(), images)

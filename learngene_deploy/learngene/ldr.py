@@ -17,7 +17,8 @@ shared parameter, copied into every recomposed model and trainable in every phas
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -25,6 +26,9 @@ from torch import nn
 from learngene_deploy.errors import ConfigError, LearngeneError
 from learngene_deploy.learngene.base import WeightGenerator
 from learngene_deploy.models.vit import BLOCK_TENSORS, ArchSpec, block_key, build_vit
+
+if TYPE_CHECKING:  # the loop is imported when phases are built, not whenever a learngene file is read
+    from learngene_deploy.training.loop import Phase
 
 Basis = Literal["chebyshev", "legendre", "taylor", "fourier", "linear"]
 Position = Literal["paper", "unit", "centered"]
@@ -284,3 +288,36 @@ class LDRGenerator(WeightGenerator):
         except (KeyError, TypeError, ValueError, ConfigError) as e:
             msg = f"LDR metadata is incomplete or malformed ({type(e).__name__}: {e}); re-save the learngene file."
             raise LearngeneError(msg) from e
+
+
+def parse_stages(text: str | None, genes: int, *, sct: bool) -> list[int]:
+    """Cumulative learngene counts of the ICT stages (default 1, 2, 4, ... N); ``[N]`` for SCT."""
+    if sct:
+        return [genes]
+    if text is None:
+        counts = [c for c in (2**i for i in range(genes.bit_length())) if c < genes]
+        return [*counts, genes]
+    try:
+        counts = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError as e:
+        raise ConfigError(f"--stages must be comma-separated integers like 1,2,4,8, got {text!r}.") from e
+    if not counts or counts != sorted(set(counts)) or counts[0] < 1 or counts[-1] != genes:
+        msg = (
+            f"--stages must increase strictly from >= 1 and end at --genes ({genes}), got {text!r}; e.g. 1,2,4,{genes}."
+        )
+        raise ConfigError(msg)
+    return counts
+
+
+def ict_phases(generator: LDRGenerator, counts: Sequence[int], *, label: str = "learngenes") -> list[Phase]:
+    """The training phases of LDR's stages: phase i trains learngenes ``counts[i-1]+1..counts[i]``, earlier ones frozen.
+
+    ``counts`` are cumulative (``parse_stages``); ``[N]`` is simultaneous training (SCT). Phases are named
+    ``"{label} {first}-{last}"`` (the name shows in the progress bar and the learngene's training metadata).
+    """
+    from learngene_deploy.training.loop import Phase
+
+    return [
+        Phase(f"{label} {prev + 1}-{count}", lambda c=count, p=prev: generator.set_stage(c, p))
+        for prev, count in zip([0, *counts[:-1]], counts, strict=True)
+    ]

@@ -1,4 +1,4 @@
-"""Fine-tuning after recomposition, in LDR's two modes, through the one training loop of ``training.py``.
+"""Fine-tuning after recomposition, in LDR's two modes, through the one training loop of ``training/loop.py``.
 
 - ``unconstrained`` ("w/o const"): the recomposed plain timm ViT is trained; every layer has its own parameters.
   Works for any weight generator.
@@ -6,29 +6,24 @@
   is recomputed from them at every step (``GeneratedViT`` over ``generator.resized(...)``); the result is then
   recomposed once into a plain timm ViT. Needs a generator with ``resized`` (LDR).
 
-Fine-tuned models are saved as ``.safetensors`` with their architecture in the metadata (``save_model`` /
-``load_model``), so they rebuild without pickle and can serve as distillation teachers.
+Fine-tuned models are saved with ``learngene_deploy.models.io.save_model`` (``.safetensors`` with their architecture in
+the metadata), so they rebuild without pickle and can serve as distillation teachers.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from torch import nn
 
-from learngene_deploy._fs import atomic_path
 from learngene_deploy.data import DataSplits
-from learngene_deploy.errors import ConfigError, LearngeneError
-from learngene_deploy.learngene.base import WeightGenerator
-from learngene_deploy.models.vit import ArchSpec, build_vit
-from learngene_deploy.training import Dist, GeneratedViT, TrainConfig, TrainResult, current_dist, evaluate, train
+from learngene_deploy.errors import ConfigError
+from learngene_deploy.learngene.base import GeneratedViT, WeightGenerator
+from learngene_deploy.models.vit import ArchSpec
+from learngene_deploy.training.loop import Dist, TrainConfig, TrainResult, current_dist, evaluate, train
 
 Mode = Literal["unconstrained", "constrained"]
-MODEL_FORMAT = "lgdeploy-model"
 
 
 @dataclass
@@ -97,37 +92,3 @@ def finetune(
     model = module.generator.recompose() if isinstance(module, GeneratedViT) else module
     top1 = evaluate(model, data.val, batch_size=cfg.eval_batch_size, device=env.device)
     return Finetuned(model, arch, mode, trainable, top1, result)
-
-
-def save_model(path: str | Path, model: nn.Module, arch: ArchSpec, info: dict[str, Any] | None = None) -> Path:
-    """Save a plain timm ViT as ``.safetensors`` with its architecture (and ``info``) in the metadata."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    header = {"format": MODEL_FORMAT, "arch": json.dumps(arch.to_dict()), "info": json.dumps(info or {})}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
-    return path
-
-
-def load_model(path: str | Path) -> nn.Module:
-    """Rebuild a timm ViT saved by ``save_model``."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        from learngene_deploy.learngene.io import unreadable_message
-
-        raise LearngeneError(unreadable_message(path, e, what="model")) from e
-    if header.get("format") != MODEL_FORMAT:
-        msg = f"{path} is not a model file written by lgdeploy (no '{MODEL_FORMAT}' metadata); pass such a file."
-        raise LearngeneError(msg)
-    model = build_vit(ArchSpec.from_dict(json.loads(header["arch"])))
-    with torch.no_grad():
-        model.load_state_dict(state)
-    return model

@@ -1,0 +1,252 @@
+"""Learngene recipes: train a weight generator through the loop, measure its accuracy table, save the learngene.
+
+``train_learngene`` is what every method shares: it trains a ``GeneratedViT`` over the generator and (rank 0) writes
+the learngene file with its provenance and the direct top-1 of every recomposed size (``accuracy_table``).
+``train_ldr`` and ``train_lets`` are the whole runs behind ``lgdeploy train ldr|lets`` (data, generator, teacher,
+phases, table sizes), single-process or under ``torchrun``; what the two share is ``_run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from learngene_deploy.data import DataSplits, load_data
+from learngene_deploy.errors import ConfigError
+from learngene_deploy.learngene.base import GeneratedViT, WeightGenerator
+from learngene_deploy.learngene.ldr import LDRGenerator, ict_phases, parse_stages
+from learngene_deploy.learngene.lets import LeTsGenerator
+from learngene_deploy.models.vit import ArchSpec
+from learngene_deploy.training.loop import (
+    Dist,
+    Phase,
+    TrainConfig,
+    TrainResult,
+    current_dist,
+    distributed,
+    evaluate,
+    train,
+)
+from learngene_deploy.training.options import LDROptions, LeTsOptions, RecipeOptions
+from learngene_deploy.training.teacher import load_teacher
+
+LEARNGENE_FILE = "learngene.safetensors"
+# What a method contributes to a run, given the loaded data: the generator, its phases, the accuracy table's sizes.
+Setup = tuple[WeightGenerator, Sequence[Phase], list[dict[str, Any]]]
+Method = Callable[[DataSplits], Setup]
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A recipe's run: the learngene file (written once the schedule has finished) and the loop's result."""
+
+    path: Path
+    result: TrainResult
+    master: bool  # this process is rank 0, the one that wrote the file and reports
+
+
+def accuracy_table(
+    generator: WeightGenerator,
+    sizes: Sequence[dict[str, Any]],
+    dataset: Dataset,
+    *,
+    batch_size: int = 256,
+    device: torch.device | None = None,
+) -> list[dict[str, Any]]:
+    """Direct top-1 of the recomposed model of every size (``generator.recompose(**size)``), with parameter counts."""
+    rows = []
+    for size in sizes:
+        model = generator.recompose(**size)
+        params = sum(p.numel() for p in model.parameters())
+        rows.append({**size, "params": params, "top1": evaluate(model, dataset, batch_size=batch_size, device=device)})
+    return rows
+
+
+def train_learngene(
+    generator: WeightGenerator,
+    data: DataSplits,
+    cfg: TrainConfig,
+    *,
+    out_file: str | Path,
+    phases: Sequence[Phase] = (Phase("train"),),
+    sizes: Sequence[dict[str, Any]] = (),
+    teacher: nn.Module | None = None,
+    teacher_name: str | None = None,
+    recipe: dict[str, Any] | None = None,
+    env: Dist | None = None,
+) -> TrainResult:
+    """Train a generator, then (rank 0) measure its accuracy table and save it as a learngene file.
+
+    Args:
+        generator: the weight generator to train.
+        data: train split for training, val split for the accuracy table.
+        cfg: loop options.
+        out_file: learngene file written when the schedule has finished (not after ``stop_after``).
+        phases: training phases (see ``train``).
+        sizes: one ``recompose(**size)`` keyword dict per row of the accuracy table.
+        teacher: distillation teacher; ``teacher_name`` is what the metadata records for it.
+        recipe: the options of the run, stored in the metadata.
+        env: rank/world/device; defaults to ``current_dist()``.
+    """
+    from learngene_deploy.learngene.io import save_learngene
+
+    env = env or current_dist()
+    result = train(GeneratedViT(generator), data, cfg, phases=phases, teacher=teacher, env=env)
+    if result.finished and env.master:
+        table = accuracy_table(generator, sizes, data.val, batch_size=cfg.eval_batch_size, device=env.device)
+        training = {
+            "data": data.info,
+            "teacher": teacher_name,
+            "distill": cfg.distill if teacher is not None else "ce",
+            "temperature": cfg.temperature,
+            "seed": cfg.seed,
+            "steps": result.steps,
+            "stages": [p.name for p in phases],
+            "world_size": env.world,
+            "device": env.device.type,
+            "wall_time_s": round(result.wall_time_s, 2),
+            "final_loss": result.final_loss,
+            "recipe": recipe or {},
+        }
+        save_learngene(out_file, generator, training=training, accuracy=table)
+    env.barrier()
+    return result
+
+
+def train_ldr(opts: LDROptions, *, recipe: dict[str, Any] | None = None) -> Trained:
+    """Train LDR learngenes with incremental (ICT, default) or simultaneous (SCT) training and save them.
+
+    Args:
+        opts: the run's options (``lgdeploy train ldr``'s flags).
+        recipe: what the learngene's metadata records as the run's options (default: ``opts.record()``).
+    """
+    counts = parse_stages(opts.stages, opts.genes, sct=opts.sct)
+    table_counts = parse_stages(opts.table_genes, opts.genes, sct=False) if opts.table_genes else counts
+
+    def method(splits: DataSplits) -> Setup:
+        arch = ArchSpec(
+            img_size=opts.img_size,
+            patch_size=opts.patch_size,
+            in_chans=splits.in_chans,
+            num_classes=splits.num_classes,
+            embed_dim=opts.embed_dim,
+            depth=opts.depth,
+            num_heads=opts.num_heads,
+            layout=opts.layout,  # type: ignore[arg-type]
+        )
+        generator = LDRGenerator(
+            arch,
+            opts.genes,
+            basis=opts.basis,  # type: ignore[arg-type]
+            offset=opts.offset,
+            position=opts.position,  # type: ignore[arg-type]
+        )
+        sizes = [{"depth": d, "genes": k} for d in range(1, opts.depth + 1) for k in table_counts]
+        return generator, ict_phases(generator, counts), sizes
+
+    return _run(opts, method, recipe=recipe)
+
+
+def train_lets(opts: LeTsOptions, *, recipe: dict[str, Any] | None = None) -> Trained:
+    """Train a LeTs learngene (learngene + width matrices F + depth coefficients G) through its Aux-Net and save it.
+
+    With a teacher the loss is DeiT's soft distillation with alpha = 1 (pure KD), as in the paper; without one, CE.
+    The stored accuracy table holds the direct top-1 of Des-Nets over depths x widths (continuous selection).
+
+    Args:
+        opts: the run's options (``lgdeploy train lets``'s flags).
+        recipe: what the learngene's metadata records as the run's options (default: ``opts.record()``).
+    """
+
+    def method(splits: DataSplits) -> Setup:
+        generator = LeTsGenerator(
+            img_size=opts.img_size,
+            patch_size=opts.patch_size,
+            in_chans=splits.in_chans,
+            num_classes=splits.num_classes,
+            head_dim=opts.head_dim,
+            learngene_depth=opts.learngene_depth,
+            learngene_dim=opts.learngene_dim,
+            aux_depth=opts.aux_depth,
+            aux_dim=opts.aux_dim,
+            tie_rows=opts.tie_rows,
+        )
+        depths = _int_list(opts.table_depths, "--table-depths", list(range(1, opts.aux_depth + 1)))
+        widths = _int_list(opts.table_widths, "--table-widths", generator.supported_sizes()["width"])
+        return generator, [Phase("train")], [{"depth": d, "width": w} for d in depths for w in widths]
+
+    return _run(opts, method, distill="soft", recipe=recipe)
+
+
+def _int_list(text: str | None, option: str, valid: list[int]) -> list[int]:
+    """Comma-separated integers from ``valid`` (all of ``valid`` when ``text`` is None)."""
+    if text is None:
+        return valid
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        msg = f"{option} must be comma-separated integers like {valid[0]},{valid[-1]}, got {text!r}."
+        raise ConfigError(msg) from e
+    bad = [v for v in values if v not in valid]
+    if not values or bad:
+        msg = f"{option} {text!r} holds unsupported values {bad}; choose from {', '.join(map(str, valid))}."
+        raise ConfigError(msg)
+    return values
+
+
+def _run(
+    opts: RecipeOptions,
+    method: Method,
+    *,
+    distill: Literal["ce+kl", "soft"] = "ce+kl",
+    recipe: dict[str, Any] | None = None,
+) -> Trained:
+    """What both recipes do: seed, load the data, build the method's generator, load the teacher, train and save."""
+    path = Path(opts.out) / LEARNGENE_FILE
+    with distributed(opts.device) as env:
+        torch.manual_seed(opts.seed)
+        splits = load_data(
+            opts.data, img_size=opts.img_size, seed=opts.seed, train_limit=opts.train_limit, val_limit=opts.val_limit
+        )
+        generator, phases, sizes = method(splits)
+        cfg = TrainConfig(
+            out=opts.out,
+            epochs=opts.epochs,
+            max_steps=opts.max_steps,
+            batch_size=opts.batch_size,
+            lr=opts.lr,
+            weight_decay=opts.weight_decay,
+            warmup=opts.warmup,
+            distill=distill,
+            temperature=opts.temperature,
+            alpha=1.0,
+            ckpt_interval=opts.ckpt_interval,
+            stop_after=opts.stop_after,
+            resume=opts.resume,
+            seed=opts.seed,
+            progress=opts.progress,
+        )
+        teacher = (
+            load_teacher(opts.teacher, checkpoint=opts.teacher_checkpoint, num_classes=splits.num_classes)
+            if opts.teacher
+            else None
+        )
+        result = train_learngene(
+            generator,
+            splits,
+            cfg,
+            out_file=path,
+            phases=phases,
+            sizes=sizes,
+            teacher=teacher,
+            teacher_name=opts.teacher,
+            recipe=opts.record() if recipe is None else recipe,
+            env=env,
+        )
+    return Trained(path, result, env.master)
