@@ -1,0 +1,528 @@
+"""The stages of ``lgdeploy build``, each a small function from the previous stage's result to its own.
+
+Only :func:`learngene_deploy.build.pipeline.build` chains them. Every result is a frozen dataclass that records
+where it came from; what lands in the artifact is assembled from them once, in :func:`manifest_for`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from learngene_deploy.errors import ArtifactError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from learngene_deploy.backends.base import Compiled
+    from learngene_deploy.build.options import BuildOptions
+    from learngene_deploy.build.workdir import BuildWork
+    from learngene_deploy.data import DataSplits
+    from learngene_deploy.export import OnnxArtifact
+    from learngene_deploy.learngene.base import WeightGenerator
+    from learngene_deploy.models.vit import ArchSpec
+    from learngene_deploy.profile import DeviceProfile
+    from learngene_deploy.sizing.select import Selection
+    from learngene_deploy.gates import AccuracyResult, CheckResult, LogitsFn, Tolerance
+
+Log = Callable[[str, str], None]
+GOLDEN = "golden.npz"  # validation images + PyTorch logits shipped with the artifact, for `lgdeploy verify`
+GOLDEN_IMAGES = 16
+DEFAULT_FINETUNE_STEPS = 150
+
+
+def default_data_source() -> str:
+    from learngene_deploy.data import FASHION_MNIST_DIR
+
+    return "fashion-mnist" if FASHION_MNIST_DIR.is_dir() else "digits"
+
+
+# --- 1. select ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Picked:
+    """The learngene and the size selection chose for the profile."""
+
+    learngene: Path
+    sha256: str
+    meta: dict[str, Any]
+    selection: Selection
+
+    @property
+    def size(self) -> dict[str, Any]:
+        return self.selection.chosen.candidate.size
+
+
+def pick(learngene: str | None, profile: DeviceProfile, log: Log) -> Picked:
+    from learngene_deploy._fs import sha256_file
+    from learngene_deploy.learngene.io import read_metadata
+    from learngene_deploy.shipped import resolve_learngene
+    from learngene_deploy.sizing.candidates import candidates_from_metadata
+    from learngene_deploy.sizing.select import select
+
+    path = resolve_learngene(learngene)
+    meta = read_metadata(path)
+    selection = select(candidates_from_metadata(meta), profile)
+    chosen = selection.chosen
+    log(
+        "select",
+        f"{chosen.candidate.label} of {path.name}: {chosen.params / 1e6:.2f}M params, "
+        f"{chosen.latency_ms:.3g} ms predicted ({chosen.latency_source})",
+    )
+    return Picked(path, sha256_file(path), meta, selection)
+
+
+# --- 2. recompose + data -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Recomposed:
+    """The chosen size rebuilt from the learngene, the data it is tuned on, and its accuracy before tuning."""
+
+    generator: WeightGenerator
+    arch: ArchSpec
+    data: DataSplits
+    direct_top1: float | None  # None when the data has other classes than the learngene's head
+
+
+def recompose(picked: Picked, profile: DeviceProfile, opts: BuildOptions, log: Log) -> Recomposed:
+    from learngene_deploy.data import load_data
+    from learngene_deploy.learngene.io import load_learngene
+    from learngene_deploy.training import evaluate
+
+    generator = load_learngene(picked.learngene)
+    arch, _ = generator.generate(**picked.size)
+    img_size = arch.img_size if profile.budgets.input_size == "native" else profile.budgets.input_size
+    if img_size != arch.img_size:
+        msg = (
+            f"profile '{profile.name}' asks for input size {img_size} but the learngene was trained at "
+            f"{arch.img_size}; "
+            "set budgets.input_size to native (resizing the position embedding is not supported yet)."
+        )
+        raise ConfigError(msg)
+    data = load_data(opts.data or default_data_source(), img_size=img_size, seed=opts.seed, train_limit=opts.train_limit)
+    if data.in_chans != arch.in_chans:
+        msg = f"the data has {data.in_chans} channels but the learngene expects {arch.in_chans}; use matching data."
+        raise DataError(msg)
+    same_head = data.num_classes == arch.num_classes
+    direct = evaluate(generator.recompose(**picked.size), data.val) if same_head else None
+    log(
+        "recompose",
+        f"{arch.name}; direct top-1 {direct:.2%} on {len(data.val)} validation images"
+        if direct is not None
+        else f"{arch.name}; new {data.num_classes}-class head (data has other classes than the learngene)",
+    )
+    return Recomposed(generator, arch, data, direct)
+
+
+# --- 3. fine-tune ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Recipe:
+    """The brief fine-tune's recipe, written once: the work directory's inputs, the loop's config, the manifest."""
+
+    steps: int | None
+    epochs: float | None
+    lr: float
+    batch_size: int
+    train_limit: int | None
+    seed: int
+    checkpoint_every: int
+    mode: str = "unconstrained"
+
+    @classmethod
+    def from_options(cls, opts: BuildOptions) -> Recipe:
+        default = None if opts.finetune_epochs else DEFAULT_FINETUNE_STEPS
+        steps = opts.finetune_steps if opts.finetune_steps is not None else default
+        return cls(
+            steps,
+            opts.finetune_epochs,
+            opts.finetune_lr,
+            opts.finetune_batch,
+            opts.train_limit,
+            opts.seed,
+            opts.checkpoint_every,
+        )
+
+    def inputs(self) -> dict[str, Any]:
+        """What a resumed fine-tune must share with the run it resumes (the work directory compares these)."""
+        return {
+            "mode": self.mode,
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "train_limit": self.train_limit,
+            "seed": self.seed,
+        }
+
+    def train_config(self, out: Path, *, resume: bool) -> Any:
+        from learngene_deploy.training import TrainConfig
+
+        return TrainConfig(
+            out=out,
+            epochs=self.epochs or 1.0,
+            max_steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            warmup=0.1,
+            seed=self.seed,
+            progress=True,
+            ckpt_interval=self.checkpoint_every,
+            resume=resume,
+        )
+
+
+@dataclass(frozen=True)
+class Tuned:
+    recipe: Recipe
+    finetuned: Any  # learngene_deploy.finetune.Finetuned
+    resumed_from: int
+
+
+def tune(
+    picked: Picked, recomposed: Recomposed, profile: DeviceProfile, opts: BuildOptions, work: BuildWork, log: Log
+) -> Tuned:
+    """The brief fine-tune, resumable from the checkpoints in the work directory."""
+    import torch
+
+    from learngene_deploy._version import __version__
+    from learngene_deploy.errors import os_error_message
+    from learngene_deploy.finetune import finetune
+
+    recipe = Recipe.from_options(opts)
+    inputs = {  # everything the fine-tune depends on; a re-run with the same inputs resumes it
+        "profile": {"sha256": profile.sha256, "backend": opts.backend, "precision": opts.precision},
+        "learngene_sha256": picked.sha256,
+        "size": picked.size,
+        "data": {k: v for k, v in recomposed.data.info.items() if k != "source"},
+        "finetune": recipe.inputs(),
+        "versions": {"learngene-deploy": __version__, "torch": torch.__version__},
+    }
+    try:
+        resumed_from, note = work.reconcile(inputs)
+        if note:
+            log("finetune", note)
+        cfg = recipe.train_config(work.finetune_dir, resume=resumed_from > 0)
+        tuned = finetune(recomposed.generator, recomposed.data, cfg, size=picked.size)
+    except OSError as e:  # the checkpoint could not be written (full disk, quota, permissions)
+        raise ArtifactError(os_error_message(e, f"the fine-tune checkpoint in {work.path}")) from e
+    tuned.model.eval()
+    log("finetune", f"{tuned.result.steps} steps in {tuned.result.wall_time_s:.0f} s; top-1 {tuned.top1:.2%}")
+    return Tuned(recipe, tuned, resumed_from)
+
+
+# --- 4-8. gates, export, simplify, compile, bench ------------------------------------------------------------
+@dataclass
+class Gates:
+    """The numeric gates of one build: real validation images, the fp32 tolerance, and every check made so far."""
+
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_cal: np.ndarray
+    fp32: Tolerance
+    threads: int | None
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    def passed(self, result: CheckResult | AccuracyResult) -> Any:
+        """Record a verification result for the manifest, then stop the build if it failed."""
+        from learngene_deploy.gates import gate
+
+        self.checks.append(result.to_dict())
+        gate(result)
+        return result
+
+    def compare(self, reference: LogitsFn, candidate: LogitsFn, names: tuple[str, str], tolerance: Tolerance) -> Any:
+        from learngene_deploy.gates import check
+
+        ref, cand = names
+        return self.passed(check(reference, candidate, self.x_val, reference=ref, candidate=cand, tolerance=tolerance))
+
+    def onnx_logits(self, path: Path) -> LogitsFn:
+        """An ONNX Runtime fp32 runner for an ONNX file (verifies the export and the simplifier)."""
+        from learngene_deploy.backends import get_backend
+
+        backend = get_backend("onnxruntime")
+        compiled = backend.compile(path, path.parent, precision="fp32")
+        return backend.load_runner(compiled, threads=self.threads)
+
+
+def gates_for(data: DataSplits, profile: DeviceProfile, opts: BuildOptions) -> Gates:
+    """Whole batches only: a static-batch model runs images in chunks of the profile's batch."""
+    from learngene_deploy.bench import local_threads
+    from learngene_deploy.gates import Tolerance
+
+    batch = profile.budgets.batch
+    x_val, y_val = _numpy_split(data.val, min(opts.verify_images, len(data.val)) // batch * batch)
+    x_cal, _ = _numpy_split(data.train, opts.calibration_images // batch * batch)
+    threads = profile.runtime.threads if profile.host else local_threads(profile.runtime.threads)
+    fp32 = Tolerance(max_abs=opts.max_abs, top1_agreement=opts.min_agreement or 1.0)
+    return Gates(x_val, y_val, x_cal, fp32, threads)
+
+
+def _numpy_split(dataset: Any, limit: int) -> tuple[Any, Any]:
+    images, labels = dataset.tensors
+    return images[:limit].contiguous().numpy(), labels[:limit].numpy()
+
+
+@dataclass(frozen=True)
+class Onnx:
+    """The exported and the simplified ONNX models (each verified) and the golden images shipped beside them."""
+
+    exported: OnnxArtifact
+    simplified: OnnxArtifact
+    golden_images: int
+
+
+def export_and_simplify(
+    model: Any, tuned: Tuned, picked: Picked, profile: DeviceProfile, opts: BuildOptions, ctx: BuildContext
+) -> Onnx:
+    """Export to ONNX and simplify, each checked against its reference; write the golden images and logits."""
+    import json
+
+    import numpy as np
+
+    from learngene_deploy.export import simplify, torch2onnx
+    from learngene_deploy.gates import torch_logits
+
+    gates, budgets = ctx.gates, profile.budgets
+    arch = tuned.finetuned.arch
+    facts = {
+        "lgdeploy.profile": profile.name,
+        "lgdeploy.learngene_sha256": picked.sha256,
+        "lgdeploy.arch": json.dumps(arch.to_dict(), sort_keys=True),
+        "lgdeploy.size": json.dumps(picked.size, sort_keys=True),
+    }
+    shape = (budgets.batch, arch.in_chans, arch.img_size, arch.img_size)
+    raw = torch2onnx(
+        model,
+        input_shape=shape,
+        out_path=ctx.work.export_dir / "model.onnx",
+        opset=profile.runtime.opset,
+        exporter=opts.exporter,
+        dynamic_batch=opts.dynamic_batch,
+        metadata=facts,
+    )
+    raw_logits = gates.onnx_logits(raw.path)
+    result = gates.compare(ctx.reference, raw_logits, ("pytorch", "onnx"), gates.fp32)
+    ctx.log("export", f"{opts.exporter} opset {profile.runtime.opset}: max |Δ| {result.max_abs_diff:.2e} vs PyTorch")
+
+    n_golden = -(-GOLDEN_IMAGES // budgets.batch) * budgets.batch
+    golden_x = gates.x_val[:n_golden]
+    np.savez(ctx.root / GOLDEN, images=golden_x, logits=ctx.reference(golden_x), labels=gates.y_val[:n_golden])
+
+    simplified = simplify(raw, ctx.root / "model.onnx", tool=opts.simplifier)
+    result = gates.compare(raw_logits, gates.onnx_logits(simplified.path), ("onnx", "onnx-simplified"), gates.fp32)
+    ctx.log("simplify", f"{opts.simplifier}: max |Δ| {result.max_abs_diff:.2e} vs exported ONNX")
+    return Onnx(raw, simplified, len(golden_x))
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What the stages inside the artifact share: where it is written, the gates, the PyTorch reference, the log."""
+
+    root: Path  # the artifact's temporary directory
+    work: BuildWork
+    gates: Gates
+    reference: LogitsFn
+    log: Log
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The compiled model (None when this machine lacks the runtime), its checks and its build-machine benchmark."""
+
+    compiled: Compiled | None = None
+    stats: dict[str, Any] | None = None
+    int8_accuracy: AccuracyResult | None = None
+    host_note: str | None = None
+    skipped: tuple[dict[str, str], ...] = ()
+
+
+def compile_and_bench(onnx: Onnx, profile: DeviceProfile, opts: BuildOptions, ctx: BuildContext) -> Runtime:
+    """Compile for the profile's runtime, check it against PyTorch (and INT8's accuracy), benchmark it here."""
+    from learngene_deploy.backends import get_backend
+
+    rt = profile.runtime
+    backend = get_backend(rt.backend)
+    reason = backend.unavailable_reason()
+    if reason is not None:
+        ctx.log("compile", f"SKIPPED: {reason}")
+        skipped = ({"stage": "compile", "reason": reason}, {"stage": "benchmark", "reason": f"no {rt.backend} model was compiled"})
+        return Runtime(skipped=skipped)
+    compiled = backend.compile(
+        onnx.simplified.path, ctx.root, precision=rt.precision, profile=profile, calibration_data=ctx.gates.x_cal
+    )
+    on_host, host_note = backend.host_variant(compiled)
+    if host_note:
+        ctx.log("compile", f"note: {host_note}")
+    accuracy = _check_compiled(backend.load_runner(on_host, threads=ctx.gates.threads), compiled, rt.precision, opts, ctx)
+    stats = _bench_here(on_host, profile, opts, ctx)
+    return Runtime(compiled, stats, accuracy, host_note)
+
+
+def _check_compiled(runner: Any, compiled: Compiled, precision: str, opts: BuildOptions, ctx: BuildContext) -> Any:
+    """Gate the compiled model against PyTorch and, for INT8, its accuracy drop; returns the accuracy result."""
+    from learngene_deploy.gates import TOLERANCES, check_accuracy
+
+    gates = ctx.gates
+    tol = TOLERANCES[precision] if precision != "fp32" else gates.fp32
+    if opts.min_agreement is not None:
+        tol = dataclasses.replace(tol, top1_agreement=opts.min_agreement)
+    name = f"{compiled.backend}-{precision}"
+    result = gates.compare(ctx.reference, runner, ("pytorch", name), tol)
+    accuracy = None
+    if precision == "int8":
+        accuracy = gates.passed(
+            check_accuracy(
+                ctx.reference,
+                runner,
+                gates.x_val,
+                gates.y_val,
+                reference="pytorch-fp32",
+                candidate=name,
+                max_drop_points=opts.max_int8_drop,
+            )
+        )
+    ctx.log(
+        "compile",
+        f"{compiled.tool} {precision} in {compiled.seconds:.1f} s; top-1 agreement {result.top1_agreement:.1%}",
+    )
+    return accuracy
+
+
+def _bench_here(on_host: Compiled, profile: DeviceProfile, opts: BuildOptions, ctx: BuildContext) -> dict[str, Any]:
+    from learngene_deploy.bench import benchmark
+
+    stats = benchmark(
+        on_host,
+        threads=ctx.gates.threads,
+        batch=profile.budgets.batch,
+        min_runs=opts.bench_runs,
+        min_time_s=opts.bench_min_time_s,
+        rounds=opts.bench_rounds,
+    ).to_dict()
+    stats["model_path"] = relative(stats["model_path"], ctx.root)  # not the temporary directory's name
+    ctx.log("bench", f"p50 {stats['p50_ms']:.3g} ms, p90 {stats['p90_ms']:.3g} ms on this machine")
+    return stats
+
+
+def relative(path: str, root: Path) -> str:
+    """``path`` relative to the artifact directory (the build writes under a temporary name, then renames it)."""
+    p = Path(path)
+    return p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
+
+
+def _relative_record(record: dict[str, Any], root: Path) -> dict[str, Any]:
+    """A Compiled record with paths relative to the artifact directory."""
+    return {
+        **record,
+        "model_path": relative(record["model_path"], root),
+        "source": relative(record["source"], root),
+        "files": [relative(f, root) for f in record["files"]],
+    }
+
+
+# --- the manifest --------------------------------------------------------------------------------------------
+def manifest_for(
+    picked: Picked,
+    recomposed: Recomposed,
+    tuned: Tuned,
+    onnx: Onnx,
+    runtime: Runtime,
+    profile: DeviceProfile,
+    ctx: BuildContext,
+    started: float,
+) -> dict[str, Any]:
+    """Everything the build learnt, as the artifact's manifest (the writer adds schema, version and file table)."""
+    import json
+
+    from learngene_deploy.artifact.verdict import judge
+    from learngene_deploy.facts import host_facts, tool_versions
+
+    chosen = picked.selection.chosen
+    model_files = runtime.compiled.files if runtime.compiled is not None else (onnx.simplified.path,)
+    files_mb = sum(Path(p).stat().st_size for p in model_files) / 2**20
+    stats = runtime.stats
+    manifest = {
+        "status": "complete" if not runtime.skipped else "complete-with-skipped-steps",
+        "profile": _profile_record(profile),
+        "learngene": _learngene_record(picked),
+        "selection": _selection_record(picked),
+        "architecture": tuned.finetuned.arch.to_dict(),
+        "finetune": _finetune_record(recomposed, tuned),
+        "export": {
+            "exported": {**onnx.exported.to_dict(), "path": None},  # intermediate file, not shipped
+            "simplified": {**onnx.simplified.to_dict(), "path": "model.onnx", "source": "exported"},
+        },
+        "compile": _relative_record(runtime.compiled.to_dict(), ctx.root) if runtime.compiled is not None else None,
+        "checks": ctx.gates.checks,
+        "golden": {"file": GOLDEN, "images": onnx.golden_images, "reference": "pytorch"},
+        "int8_accuracy": runtime.int8_accuracy.to_dict() if runtime.int8_accuracy is not None else None,
+        "benchmark": {
+            "measured_on": "target" if profile.host else "build machine (not the target device)",
+            "host_differences": runtime.host_note,
+            **(stats or {"p50_ms": None, "p90_ms": None, "p99_ms": None, "skipped": True}),
+        },
+        "latency": {
+            "predicted_ms": chosen.latency_ms,
+            "predicted_source": chosen.latency_source,
+            "measured_ms": stats.get(f"p{profile.budgets.percentile}_ms") if stats else None,
+            "percentile": profile.budgets.percentile,
+        },
+        "budgets": judge(profile, chosen.latency_ms, chosen.latency_source, chosen.memory_mb, stats, files_mb),
+        "skipped": list(runtime.skipped),
+        "tools": tool_versions(),
+        "host": host_facts(),
+        "wall_time_s": time.perf_counter() - started,
+    }
+    return json.loads(json.dumps(manifest, default=str))  # paths and tuples to plain JSON
+
+
+def _profile_record(profile: DeviceProfile) -> dict[str, Any]:
+    return {
+        "name": profile.name,
+        "sha256": profile.sha256,
+        "source": profile.source,
+        "host": profile.host,
+        "runtime": dataclasses.asdict(profile.runtime),
+        "budgets": dataclasses.asdict(profile.budgets),
+    }
+
+
+def _learngene_record(picked: Picked) -> dict[str, Any]:
+    return {
+        "path": str(picked.learngene),
+        "sha256": picked.sha256,
+        "method": picked.meta["method"],
+        "training": picked.meta.get("training", {}),
+    }
+
+
+def _selection_record(picked: Picked) -> dict[str, Any]:
+    selection = picked.selection
+    return {
+        "size": picked.size,
+        "predictor": selection.predictor,
+        "chosen": selection.chosen.to_dict(),
+        "candidates": len(selection.predictions),
+        "notes": list(selection.notes),
+    }
+
+
+def _finetune_record(recomposed: Recomposed, tuned: Tuned) -> dict[str, Any]:
+    ft, recipe = tuned.finetuned, tuned.recipe
+    return {
+        "data": recomposed.data.info,
+        "mode": ft.mode,
+        "steps": ft.result.steps,
+        "resumed_from_step": tuned.resumed_from,
+        "checkpoint_every": recipe.checkpoint_every,
+        "batch_size": recipe.batch_size,
+        "lr": recipe.lr,
+        "seed": recipe.seed,
+        "trainable_params": ft.trainable_params,
+        "wall_time_s": ft.result.wall_time_s,
+        "top1_before": recomposed.direct_top1,
+        "top1_after": ft.top1,
+    }
