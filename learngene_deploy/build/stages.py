@@ -255,16 +255,11 @@ def gates_for(data: DataSplits, profile: DeviceProfile, opts: BuildOptions) -> G
     from learngene_deploy.gates import Tolerance
 
     batch = profile.budgets.batch
-    x_val, y_val = _numpy_split(data.val, min(opts.verify_images, len(data.val)) // batch * batch)
-    x_cal, _ = _numpy_split(data.train, opts.calibration_images // batch * batch)
+    x_val, y_val = data.arrays("val", min(opts.verify_images, len(data.val)) // batch * batch)
+    x_cal, _ = data.arrays("train", min(opts.calibration_images, len(data.train)) // batch * batch)
     threads = profile.runtime.threads if profile.host else local_threads(profile.runtime.threads)
     fp32 = Tolerance(max_abs=opts.max_abs, top1_agreement=opts.min_agreement or 1.0)
     return Gates(x_val, y_val, x_cal, fp32, threads)
-
-
-def _numpy_split(dataset: Any, limit: int) -> tuple[Any, Any]:
-    images, labels = dataset.tensors
-    return images[:limit].contiguous().numpy(), labels[:limit].numpy()
 
 
 @dataclass(frozen=True)
