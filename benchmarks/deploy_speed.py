@@ -181,8 +181,8 @@ def measure_size(size: Size, args: argparse.Namespace, data: Any, peak: float) -
 
     work = args.work / size.arch.name
     model, train_s = train_model(size, data, args.work, batch=args.batch, seed=args.seed)
-    val_x, val_y = (t.numpy() for t in data.val.tensors)
-    cal_x = data.train.tensors[0][: args.calibration].contiguous().numpy()
+    val_x, val_y = data.arrays("val")
+    cal_x, _ = data.arrays("train", args.calibration)
     reference = eager_logits(model, val_x)
     eager_acc = top1(reference, val_y)
     gflop = estimate(size.arch, batch=1).flops / 1e9

@@ -77,7 +77,7 @@ def test_unconstrained_finetune_trains_independent_layers(gen: LDRGenerator, dig
     assert done.trainable_params == sum(p.numel() for p in done.model.parameters())
     path = save_model(tmp_path / "m.safetensors", done.model, done.arch, {"mode": "unconstrained"})
     again = load_model(path)
-    images = digits.val.tensors[0][:3]
+    images = torch.from_numpy(digits.arrays("val", 3)[0])
     assert torch.equal(again.eval()(images), done.model.eval()(images))
 
 

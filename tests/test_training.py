@@ -166,7 +166,7 @@ def test_teachers_from_learngene_and_timm_checkpoint(digits, tmp_path: Path) -> 
 
     gen = fresh(2)
     path = save_learngene(tmp_path / "teacher.safetensors", gen)
-    images = digits.val.tensors[0][:4]
+    images = torch.from_numpy(digits.arrays("val", 4)[0])
     assert torch.allclose(load_teacher(str(path), num_classes=10)(images), gen.recompose()(images), atol=1e-6)
 
     cnn = timm.create_model("test_resnet", num_classes=10)

@@ -1,8 +1,9 @@
 """`lgdeploy build`: profile -> select -> recompose -> fine-tune -> export -> simplify -> verify -> compile -> bench.
 
-This is the only module that chains stages (:mod:`learngene_deploy.build.stages`). Each stage returns a small result that records where it came
-from, and everything the build learns goes into the artifact's ``manifest.json``. The artifact directory is
-written under a temporary name and renamed only when every gate passed (see :mod:`learngene_deploy.artifact`).
+This is the only module that chains stages (:mod:`learngene_deploy.build.stages`). Each stage returns a small
+result that records where it came from, and everything the build learns goes into the artifact's ``manifest.json``.
+The artifact directory is written under a temporary name and renamed only when every gate passed (see
+:mod:`learngene_deploy.artifact`).
 The fine-tune checkpoints into a work directory beside the output (see :mod:`learngene_deploy.build.workdir`), so the
 same command resumes a killed or failed build from its last checkpoint.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from learngene_deploy.build import stages
 from learngene_deploy.build.options import BuildOptions

@@ -23,12 +23,12 @@ if TYPE_CHECKING:
     from learngene_deploy.build.workdir import BuildWork
     from learngene_deploy.data import DataSplits
     from learngene_deploy.export import OnnxArtifact
+    from learngene_deploy.gates import AccuracyResult, CheckResult, LogitsFn, Tolerance
     from learngene_deploy.learngene.base import WeightGenerator
     from learngene_deploy.models.vit import ArchSpec
     from learngene_deploy.profile import DeviceProfile
     from learngene_deploy.sizing.select import Selection
     from learngene_deploy.training.finetune import Finetuned
-    from learngene_deploy.gates import AccuracyResult, CheckResult, LogitsFn, Tolerance
 
 Log = Callable[[str, str], None]
 GOLDEN = "golden.npz"  # validation images + PyTorch logits shipped with the artifact, for `lgdeploy verify`
@@ -102,7 +102,9 @@ def recompose(picked: Picked, profile: DeviceProfile, opts: BuildOptions, log: L
             "set budgets.input_size to native (resizing the position embedding is not supported yet)."
         )
         raise ConfigError(msg)
-    data = load_data(opts.data or default_data_source(), img_size=img_size, seed=opts.seed, train_limit=opts.train_limit)
+    data = load_data(
+        opts.data or default_data_source(), img_size=img_size, seed=opts.seed, train_limit=opts.train_limit
+    )
     if data.in_chans != arch.in_chans:
         msg = f"the data has {data.in_chans} channels but the learngene expects {arch.in_chans}; use matching data."
         raise DataError(msg)
@@ -254,16 +256,11 @@ def gates_for(data: DataSplits, profile: DeviceProfile, opts: BuildOptions) -> G
     from learngene_deploy.gates import Tolerance
 
     batch = profile.budgets.batch
-    x_val, y_val = _numpy_split(data.val, min(opts.verify_images, len(data.val)) // batch * batch)
-    x_cal, _ = _numpy_split(data.train, opts.calibration_images // batch * batch)
+    x_val, y_val = data.arrays("val", min(opts.verify_images, len(data.val)) // batch * batch)
+    x_cal, _ = data.arrays("train", min(opts.calibration_images, len(data.train)) // batch * batch)
     threads = profile.runtime.threads if profile.host else local_threads(profile.runtime.threads)
     fp32 = Tolerance(max_abs=opts.max_abs, top1_agreement=opts.min_agreement or 1.0)
     return Gates(x_val, y_val, x_cal, fp32, threads)
-
-
-def _numpy_split(dataset: Any, limit: int) -> tuple[Any, Any]:
-    images, labels = dataset.tensors
-    return images[:limit].contiguous().numpy(), labels[:limit].numpy()
 
 
 @dataclass(frozen=True)
@@ -284,7 +281,6 @@ def export_and_simplify(
     import numpy as np
 
     from learngene_deploy.export import simplify, torch2onnx
-    from learngene_deploy.gates import torch_logits
 
     gates, budgets = ctx.gates, profile.budgets
     arch = tuned.finetuned.arch
@@ -349,7 +345,10 @@ def compile_and_bench(onnx: Onnx, profile: DeviceProfile, opts: BuildOptions, ct
     reason = backend.unavailable_reason()
     if reason is not None:
         ctx.log("compile", f"SKIPPED: {reason}")
-        skipped = ({"stage": "compile", "reason": reason}, {"stage": "benchmark", "reason": f"no {rt.backend} model was compiled"})
+        skipped = (
+            {"stage": "compile", "reason": reason},
+            {"stage": "benchmark", "reason": f"no {rt.backend} model was compiled"},
+        )
         return Runtime(skipped=skipped)
     compiled = backend.compile(
         onnx.simplified.path, ctx.root, precision=rt.precision, profile=profile, calibration_data=ctx.gates.x_cal
@@ -357,7 +356,9 @@ def compile_and_bench(onnx: Onnx, profile: DeviceProfile, opts: BuildOptions, ct
     on_host, host_note = backend.host_variant(compiled)
     if host_note:
         ctx.log("compile", f"note: {host_note}")
-    accuracy = _check_compiled(backend.load_runner(on_host, threads=ctx.gates.threads), compiled, rt.precision, opts, ctx)
+    accuracy = _check_compiled(
+        backend.load_runner(on_host, threads=ctx.gates.threads), compiled, rt.precision, opts, ctx
+    )
     stats = _bench_here(on_host, profile, opts, ctx)
     return Runtime(compiled, stats, accuracy, host_note)
 
