@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,8 @@ def host_facts() -> dict[str, Any]:
         "memory_mb": _memory_mb(),
         "python": platform.python_version(),
     }
+
+
+def utc_now() -> str:
+    """The current UTC time as manifests record it (ISO 8601, whole seconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -8,6 +8,7 @@ on a phone over adb.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from learngene_deploy.artifact.writer import files_table
 from learngene_deploy.errors import ArtifactError
 
 if TYPE_CHECKING:
-    from learngene_deploy.bench import LatencyStats
+    pass
 
 
 def read_manifest(artifact_dir: str | Path) -> Manifest:
@@ -136,20 +137,26 @@ def record_target_benchmark(
     return manifest
 
 
-def measure_here(root: Path, manifest: Manifest, *, runs: int = 50, rounds: int = 3) -> LatencyStats:
-    """Benchmark an artifact's shipped model on this machine with its profile's threads and batch (records nothing).
+def measure_and_record(
+    artifact_dir: str | Path, measure: Callable[[Path, Manifest], tuple[dict[str, Any], str | None]]
+) -> Manifest:
+    """Verify an artifact, require its compiled model, measure it and record the measurement in its manifest.
+
+    The steps every benchmark target shares (this machine, an SSH box, an adb phone): a tampered artifact is never
+    measured or copied, and the record decides the latency verdict (:meth:`Manifest.record_target_benchmark`).
+
+    Args:
+        artifact_dir: the local artifact directory.
+        measure: ``(root, verified manifest) -> (target_benchmarks record, how the verdict names the device or None)``.
 
     Raises:
-        ConfigError: the profile's batch differs from the model's static batch.
-        BackendUnavailableError: the profile's runtime is not installed here.
-        ArtifactError: a benchmark worker crashed or timed out.
+        ArtifactError: the artifact does not verify or has no compiled model.
     """
-    from learngene_deploy.bench import benchmark
-
-    _, compiled, _ = shipped_model(root, manifest)
-    return benchmark(
-        compiled, threads=manifest.runtime.threads, batch=manifest.budgets.batch, min_runs=runs, rounds=rounds
-    )
+    root = Path(artifact_dir)
+    manifest = verify_artifact(root)
+    require_compiled(root, manifest)
+    record, where = measure(root, manifest)
+    return record_target_benchmark(root, manifest, record, where=where)
 
 
 def bench_artifact(artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3) -> Manifest:
@@ -157,18 +164,20 @@ def bench_artifact(artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3)
 
     The measurement replaces the prediction in the latency verdict; the manifest is rewritten atomically
     (it is not part of its own file table, so the artifact still verifies).
+
+    Raises:
+        ConfigError: the profile's batch differs from the model's static batch.
+        BackendUnavailableError: the profile's runtime is not installed here.
+        ArtifactError: the artifact does not verify, or a benchmark worker crashed or timed out.
     """
-    from datetime import datetime, timezone
+    from learngene_deploy.bench import benchmark
+    from learngene_deploy.facts import host_facts, utc_now
 
-    from learngene_deploy.facts import host_facts
+    def here(root: Path, manifest: Manifest) -> tuple[dict[str, Any], None]:
+        _, compiled, _ = shipped_model(root, manifest)
+        stats = benchmark(
+            compiled, threads=manifest.runtime.threads, batch=manifest.budgets.batch, min_runs=runs, rounds=rounds
+        )
+        return {"measured": utc_now(), "host": host_facts(), "stats": stats.to_dict()}, None
 
-    root = Path(artifact_dir)
-    manifest = verify_artifact(root)
-    require_compiled(root, manifest)
-    stats = measure_here(root, manifest, runs=runs, rounds=rounds)
-    record = {
-        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": host_facts(),
-        "stats": stats.to_dict(),
-    }
-    return record_target_benchmark(root, manifest, record)
+    return measure_and_record(artifact_dir, here)

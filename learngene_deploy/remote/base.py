@@ -3,9 +3,9 @@
 A target (this machine, an edge box over SSH, a phone over adb) only measures: its :meth:`Target.bench` gets a
 verified artifact with a compiled model and returns a :class:`Measurement`, the statistics
 (:class:`~learngene_deploy.bench.LatencyStats`) with the facts of the machine that measured them. :func:`bench_on`
-does the rest the same way for every target: verify the local artifact (a tampered artifact is never measured or
-copied), require a compiled model, build the record and append it through
-:func:`~learngene_deploy.artifact.store.record_target_benchmark`, which lets it decide the latency verdict.
+does the rest through :func:`~learngene_deploy.artifact.store.measure_and_record`, as ``lgdeploy bench`` on this
+machine does: verify the local artifact (a tampered artifact is never measured or copied), require a compiled model,
+and record the measurement, which decides the latency verdict.
 
 The helpers below run ``ssh``/``scp``/``adb`` with :mod:`subprocess` and turn their failures into RemoteError.
 """
@@ -17,14 +17,14 @@ import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from learngene_deploy.artifact.manifest import Manifest
-from learngene_deploy.artifact.store import record_target_benchmark, require_compiled, verify_artifact
+from learngene_deploy.artifact.store import measure_and_record
 from learngene_deploy.bench import LatencyStats
 from learngene_deploy.errors import RemoteError
+from learngene_deploy.facts import utc_now
 
 Log = Callable[[str], None]
 
@@ -32,11 +32,6 @@ Log = Callable[[str], None]
 def quiet(message: str) -> None:
     """A :data:`Log` that drops every line."""
     del message
-
-
-def now() -> str:
-    """The current UTC time as the manifest records it (ISO 8601, whole seconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -55,7 +50,7 @@ class Measurement:
     host: dict[str, Any]
     via: dict[str, Any] | None = None
     where: str | None = None
-    measured: str = field(default_factory=now)
+    measured: str = field(default_factory=utc_now)
 
     def record(self) -> dict[str, Any]:
         """The ``target_benchmarks`` record: ``measured``, ``host``, ``stats`` and, when reached remotely, ``via``."""
@@ -88,11 +83,12 @@ def bench_on(target: Target, artifact_dir: str | Path, *, runs: int, rounds: int
         ArtifactError: the local artifact does not verify or has no compiled model.
         RemoteError, ConfigError: as the target raises them.
     """
-    root = Path(artifact_dir)
-    manifest = verify_artifact(root)
-    require_compiled(root, manifest)
-    measurement = target.bench(root, manifest, runs=runs, rounds=rounds)
-    return record_target_benchmark(root, manifest, measurement.record(), where=measurement.where)
+
+    def measure(root: Path, manifest: Manifest) -> tuple[dict[str, Any], str | None]:
+        measurement = target.bench(root, manifest, runs=runs, rounds=rounds)
+        return measurement.record(), measurement.where
+
+    return measure_and_record(artifact_dir, measure)
 
 
 # --- running the device tools ----------------------------------------------------------------------------------
