@@ -26,4 +26,8 @@ BACKEND_CLASSES: dict[str, str] = {
     "openvino": "learngene_deploy.backends.openvino:OpenVINOBackend",
     "tensorrt": "learngene_deploy.backends.tensorrt:TensorRTBackend",
 }
-assert tuple(BACKEND_CLASSES) == BACKENDS
+# learngene method -> module that defines its WeightGenerator subclass, imported on first use
+METHOD_MODULES: dict[str, str] = {
+    "ldr": "learngene_deploy.learngene.ldr",
+    "lets": "learngene_deploy.learngene.lets",
+}

@@ -23,13 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Backend", "Compiled", "Runner", "get_backend", "list_backends"]
 
-# name -> "module:Class"; a backend module is imported the first time its name is asked for.
-_BACKENDS = BACKEND_CLASSES
-
 
 def list_backends() -> list[str]:
     """Names of all known backends, installed or not (probe with ``get_backend(name).is_available()``)."""
-    return sorted(_BACKENDS)
+    return sorted(BACKEND_CLASSES)
 
 
 def get_backend(name: str, **options: Any) -> Backend:
@@ -42,12 +39,12 @@ def get_backend(name: str, **options: Any) -> Backend:
     Raises:
         ConfigError: unknown name (with the closest match and the valid names).
     """
-    if name not in _BACKENDS:
-        close = difflib.get_close_matches(name, _BACKENDS, n=1)
+    if name not in BACKEND_CLASSES:
+        close = difflib.get_close_matches(name, BACKEND_CLASSES, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         msg = f"unknown backend '{name}'{hint}; valid backends are {', '.join(list_backends())}."
         raise ConfigError(msg)
-    module, cls = _BACKENDS[name].split(":")
+    module, cls = BACKEND_CLASSES[name].split(":")
     return getattr(importlib.import_module(module), cls)(**options)
 
 

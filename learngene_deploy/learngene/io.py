@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from learngene_deploy._fs import atomic_path
 from learngene_deploy._version import __version__
 from learngene_deploy.errors import LearngeneError
+from learngene_deploy.names import METHOD_MODULES
 
 if TYPE_CHECKING:  # torch is imported where tensors are touched: `read_metadata` (select, info) stays light
     import torch
@@ -33,12 +34,6 @@ if TYPE_CHECKING:  # torch is imported where tensors are touched: `read_metadata
 
 FORMAT = "lgdeploy-learngene"
 FORMAT_VERSION = 1
-
-# method name -> module that defines its WeightGenerator subclass (imported on first use).
-METHOD_MODULES: dict[str, str] = {
-    "ldr": "learngene_deploy.learngene.ldr",
-    "lets": "learngene_deploy.learngene.lets",
-}
 
 
 def _subclasses(cls: type) -> list[type]:
