@@ -22,16 +22,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from learngene_deploy.build import stages
 from learngene_deploy.build.options import BuildOptions
-from learngene_deploy.build.stages import GOLDEN, GOLDEN_IMAGES, Log, default_data_source
+from learngene_deploy.build.stages import DEFAULT_FINETUNE_STEPS, GOLDEN, GOLDEN_IMAGES, Log, default_data_source
 from learngene_deploy.build.workdir import BuildWork
 from learngene_deploy.errors import ArtifactError, ConfigError
-
-if TYPE_CHECKING:
-    from learngene_deploy.profile import DeviceProfile
+from learngene_deploy.profile import DeviceProfile, resolve_profile
 
 __all__ = ["GOLDEN", "GOLDEN_IMAGES", "BuildOptions", "BuildResult", "build", "default_data_source"]
 
@@ -61,14 +59,18 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
 
     t_start = time.perf_counter()
     if opts.finetune_steps is not None and opts.finetune_steps < 1:
-        msg = f"finetune_steps must be at least 1, got {opts.finetune_steps}; leave it unset for the default 150 steps."
+        msg = (
+            f"finetune_steps must be at least 1, got {opts.finetune_steps}; leave it unset for the default "
+            f"{DEFAULT_FINETUNE_STEPS} steps."
+        )
         raise ConfigError(msg)
     if opts.finetune_epochs is not None and opts.finetune_epochs <= 0:
-        msg = f"finetune_epochs must be greater than 0, got {opts.finetune_epochs}; leave it unset for 150 steps."
+        msg = (
+            f"finetune_epochs must be greater than 0, got {opts.finetune_epochs}; leave it unset for "
+            f"{DEFAULT_FINETUNE_STEPS} steps."
+        )
         raise ConfigError(msg)
     torch.manual_seed(opts.seed)
-    from learngene_deploy.profile import resolve_profile
-
     profile = resolve_profile(opts.profile, opts.backend, opts.precision)
     out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
     # Refuse an existing output before spending minutes on fine-tuning.
