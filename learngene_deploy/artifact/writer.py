@@ -14,13 +14,13 @@ import json
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from learngene_deploy._fs import sha256_file
 from learngene_deploy._version import __version__
 from learngene_deploy.errors import ArtifactError, os_error_message
+from learngene_deploy.facts import utc_now
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -81,7 +81,7 @@ class ArtifactWriter:
         record = {
             "schema_version": MANIFEST_SCHEMA,
             "toolkit_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": utc_now(),
             **manifest,
             "files": files_table(self.path),
         }

@@ -20,7 +20,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from statistics import NormalDist, median
 from typing import TYPE_CHECKING, Any
@@ -217,7 +216,7 @@ def table_from_points(
     profile: Any, points: list[dict[str, Any]], *, confidence: float = DEFAULT_CONFIDENCE, drift: float | None = None
 ) -> LatencyTable:
     """Fit the per-device model to measured points (:func:`point`) and wrap it as the profile's latency table."""
-    from learngene_deploy.facts import host_facts
+    from learngene_deploy.facts import host_facts, utc_now
 
     percentile = profile.budgets.percentile
     key = f"p{percentile}_ms" if percentile in (50, 90, 99) else "p99_ms"  # p95 is fitted on p99 (conservative)
@@ -232,7 +231,7 @@ def table_from_points(
         points=points,
         coef=coef,
         host=host_facts(),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=utc_now(),
         fit_error=error,
         margin=guard_band(error, confidence),
         margin_confidence=confidence,
