@@ -38,6 +38,28 @@ CkptInterval = Annotated[int, typer.Option(help="Checkpoint every N steps (0: at
 StopAfter = Annotated[int | None, typer.Option(help="Stop after this global step (resume later).")]
 TrainLimit = Annotated[int | None, typer.Option(help="Use at most this many training images.")]
 ValLimit = Annotated[int | None, typer.Option(help="Use at most this many validation images.")]
+Recipe = Annotated[
+    str,
+    typer.Option(
+        help="Augmentation preset: auto (deit on image sources, none on the built-ins), deit (the seeds' DeiT "
+        "recipe), light or none."
+    ),
+]
+Aug = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Override one knob of the preset, KEY=VALUE (repeatable), e.g. --aug mixup=0 --aug ema=0.9998; "
+        "knobs: scale, ratio, hflip, auto_augment, color_jitter, re_prob, re_mode, re_count, interpolation, mixup, "
+        "cutmix, mixup_prob, switch_prob, mixup_mode, label_smoothing, drop_path, ema."
+    ),
+]
+Workers = Annotated[
+    int | None, typer.Option(min=0, help="DataLoader worker processes (default: 0 in memory, else min(8, CPUs)).")
+]
+OnBadImage = Annotated[
+    str, typer.Option(help="An unreadable image: error (stop, naming it) or skip (leave it out, counted).")
+]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model (worth it on a GPU).")]
 Device = Annotated[str | None, typer.Option(help="cpu or cuda[:i] (default: cuda when available).")]
 Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
 
@@ -89,6 +111,11 @@ def ldr(
     table_genes: Annotated[
         str | None, typer.Option(help="Learngene counts in the accuracy table (default: stages).")
     ] = LDR.table_genes,
+    recipe: Recipe = LDR.recipe,
+    aug: Aug = LDR.aug,
+    workers: Workers = LDR.workers,
+    on_bad_image: OnBadImage = LDR.on_bad_image,
+    compile: Compile = LDR.compile,
     device: Device = LDR.device,
     progress: Progress = LDR.progress,
 ) -> None:
@@ -138,6 +165,11 @@ def lets(
     table_widths: Annotated[
         str | None, typer.Option(help="Widths in the accuracy table, e.g. 32,64 (default: every supported width).")
     ] = LETS.table_widths,
+    recipe: Recipe = LETS.recipe,
+    aug: Aug = LETS.aug,
+    workers: Workers = LETS.workers,
+    on_bad_image: OnBadImage = LETS.on_bad_image,
+    compile: Compile = LETS.compile,
     device: Device = LETS.device,
     progress: Progress = LETS.progress,
 ) -> None:

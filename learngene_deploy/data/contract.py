@@ -179,6 +179,25 @@ class EvalTransform:
             x = x.expand(3, -1, -1)
         return TF.normalize(x, self._mean, self._std)
 
+    def batch(self, images: np.ndarray) -> torch.Tensor:
+        """``images`` (uint8 N x H x W, or N x H x W x 3) -> N x C x S x S, equal to stacking ``self(image)``."""
+        import torchvision.transforms.v2.functional as TF
+
+        c = self.contract
+        if images.ndim != 3 + (not c.grayscale) or (images.ndim == 4 and images.shape[-1] != 3):
+            return torch.stack([self(image) for image in images])  # e.g. RGB arrays under a grayscale contract
+        x = torch.from_numpy(np.array(images))
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        x = x.float().div_(255)
+        if min(x.shape[-2:]) != c.resize_size:
+            x = TF.resize(x, [c.resize_size], interpolation=self._mode, antialias=True)
+            if self._mode is not self._mode.BILINEAR:
+                x = x.clamp_(0, 1)
+        x = TF.center_crop(x, [c.img_size, c.img_size])
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return TF.normalize(x, self._mean, self._std)
+
     def __repr__(self) -> str:
         return f"EvalTransform({self.contract})"
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 
-from learngene_deploy.data.sources import BadImage, ImageDataset
+from learngene_deploy.data.sources import ArrayImages, BadImage, ImageDataset
 from learngene_deploy.errors import DataError
 
 
@@ -81,6 +81,23 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         return max(0, len(self.order) - self.start)
+
+
+class _ArrayBatches(Dataset):
+    """In-memory images under the contract's (deterministic) transform: a whole batch per fetch, no seeding."""
+
+    def __init__(self, dataset: ArrayImages) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, keys: list[tuple[int, int]]) -> tuple[Any, list[BadImage]]:
+        return self.dataset.batch([index for _, index in keys]), []
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
 
 
 def collate(items: list[Any]) -> tuple[Any, list[BadImage]]:
@@ -157,13 +174,18 @@ def make_loader(
         workers = 0 if getattr(dataset, "in_memory", False) else min(8, os.cpu_count() or 1)
     sampler = EpochSampler(dataset, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
     sampler.set_epoch(epoch, start)
+    pin = torch.cuda.is_available() if pin_memory is None else pin_memory
+    if isinstance(dataset, ArrayImages) and dataset.evaluates and not workers:
+        batches = BatchSampler(sampler, batch_size, drop_last)  # type: ignore[arg-type]
+        fast = DataLoader(_ArrayBatches(dataset), batch_size=None, sampler=batches, collate_fn=_as_is, pin_memory=pin)
+        return Loader(fast, sampler, policy)
     loader = DataLoader(
         _Seeded(dataset, seed),
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        pin_memory=pin,
         drop_last=drop_last,
         persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(seed),  # DataLoader's own base seed: not from the global stream

@@ -10,7 +10,7 @@ A :class:`Preset` holds every knob; change one with ``PRESETS["deit"].replace(mi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,8 @@ class Preset:
         if self.interpolation not in (None, *INTERPOLATIONS):
             msg = f"unknown preset interpolation {self.interpolation!r}; use one of {', '.join(INTERPOLATIONS)}."
             raise DataError(msg)
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise DataError(f"preset ema must lie strictly between 0 and 1, not {self.ema}; DeiT uses 0.99996.")
         if self.scale is None and (self.hflip or self.auto_augment or self.color_jitter or self.re_prob):
             msg = f"preset {self.name!r} augments images but has no crop scale; set scale, e.g. (0.08, 1)."
             raise DataError(msg)
@@ -100,6 +102,52 @@ def get_preset(preset: str | Preset) -> Preset:
     if preset not in PRESETS:
         raise DataError(f"unknown augmentation preset {preset!r}; use one of {', '.join(PRESETS)}.")
     return PRESETS[preset]
+
+
+RECIPES = ("auto", *PRESETS)  # auto: deit for image sources, none for the in-memory grayscale built-ins
+
+
+def _knob_value(preset: Preset, key: str, text: str) -> Any:
+    """``text`` as the type of knob ``key`` (floats, ints, strings, None as "none", tuples as "a,b")."""
+    current = getattr(preset, key)
+    default = next(f.default for f in dataclasses.fields(preset) if f.name == key)
+    if text.strip().lower() in ("none", "off", "") and key in ("scale", "auto_augment", "interpolation", "ema"):
+        return None
+    try:
+        if key in ("scale", "ratio"):
+            low, high = (float(v) for v in text.split(","))
+            return (low, high)
+        if key in ("re_count",):
+            return int(text)
+        if key in ("name", "re_mode", "mixup_mode", "auto_augment", "interpolation"):
+            return text
+        return float(text)
+    except ValueError as e:
+        example = "0.08,1" if key in ("scale", "ratio") else (current if current is not None else default)
+        msg = f"recipe knob {key}={text!r} is not a valid value; pass e.g. {key}={example}."
+        raise DataError(msg) from e
+
+
+def resolve_recipe(name: str | Preset, overrides: Sequence[str] = (), *, images: bool = True) -> Preset:
+    """The preset ``name`` (``auto``: ``deit`` for image sources, else ``none``) with ``KEY=VALUE`` overrides.
+
+    Raises:
+        DataError: unknown preset, malformed override, unknown knob or a value out of range (one sentence each).
+    """
+    if isinstance(name, str) and name == "auto":
+        name = "deit" if images else "none"
+    preset = get_preset(name)
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise DataError(f"recipe override {item!r} is not KEY=VALUE; pass e.g. --aug mixup=0.2.")
+        if key not in {f.name for f in dataclasses.fields(preset)} or key == "name":
+            valid = ", ".join(f.name for f in dataclasses.fields(preset) if f.name != "name")
+            raise DataError(f"unknown recipe knob {key!r}; valid knobs are {valid}.")
+        changes[key] = _knob_value(preset, key, text)
+    return preset.replace(**changes) if changes else preset
 
 
 class TrainTransform:
@@ -160,4 +208,14 @@ def mixup_fn(preset: str | Preset, num_classes: int) -> Callable[..., Any] | Non
     )
 
 
-__all__ = ["PRESETS", "EvalTransform", "Preset", "TrainTransform", "get_preset", "mixup_fn", "train_transform"]
+__all__ = [
+    "PRESETS",
+    "RECIPES",
+    "EvalTransform",
+    "Preset",
+    "TrainTransform",
+    "get_preset",
+    "mixup_fn",
+    "resolve_recipe",
+    "train_transform",
+]

@@ -124,6 +124,13 @@ class ArrayImages(ImageDataset):
     def where(self, i: int) -> str:
         return f"{self.name}[{self.rows[i]}]"
 
+    def batch(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``positions`` evaluation-transformed at once (equal to stacking ``self[i]``; needs ``evaluates``)."""
+        if not self.evaluates:
+            raise DataError("ArrayImages.batch applies the contract's transform only; use dataset[i] to augment.")
+        rows = self.rows[positions]
+        return self.transform.batch(self.images[rows]), torch.from_numpy(self.labels[positions])  # type: ignore[attr-defined]
+
 
 class FileImages(ImageDataset):
     """Image files below ``root`` (relative POSIX paths stored as bytes: no per-file Python objects to copy)."""

@@ -81,3 +81,9 @@ class GeneratedViT(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return skeleton_forward(self.skeleton, self.generator(), images)
+
+    def train(self, mode: bool = True) -> GeneratedViT:
+        """Train/eval mode for the generator and the skeleton (its dropout and drop-path layers)."""
+        super().train(mode)
+        self.skeleton.train(mode)
+        return self

@@ -5,7 +5,10 @@ The safetensors header carries three string entries: ``format`` (``"lgdeploy-lea
 
     {"format_version": 1, "method": "ldr", "generator": {... WeightGenerator.metadata() ...},
      "arch": {... training-time ArchSpec ...}, "sizes": {... supported sizes ...},
-     "training": {"data": {..., "fingerprint": ...}, "teacher": ..., "seed": ..., "steps": ..., "wall_time_s": ...},
+     "training": {"data": {..., "fingerprint": ...}, "teacher": ..., "seed": ..., "steps": ..., "wall_time_s": ...,
+                  "augmentation": {... the recipe's Preset ...}},
+     "preprocessing": {... Preprocessing.to_dict(): size, resize/crop, interpolation, mean/std ...},
+     "classes": ["T-shirt/top", ...],
      "accuracy": [{"depth": 4, "genes": 2, "params": 123456, "top1": 0.83}, ...],
      "tensors_sha256": "...", "toolkit_version": "..."}
 
@@ -30,6 +33,7 @@ from learngene_deploy.names import METHOD_MODULES
 if TYPE_CHECKING:  # torch is imported where tensors are touched: `read_metadata` (select, info) stays light
     import torch
 
+    from learngene_deploy.data.contract import Preprocessing
     from learngene_deploy.learngene.base import WeightGenerator
 
 FORMAT = "lgdeploy-learngene"
@@ -100,6 +104,9 @@ def save_learngene(
         "arch": generator.train_arch.to_dict(),
         "sizes": sizes,
         "training": training or {},
+        # the input contract and the class names in output order, machine-readable (from the training data)
+        "preprocessing": (training or {}).get("data", {}).get("preprocessing"),
+        "classes": (training or {}).get("data", {}).get("classes"),
         "accuracy": accuracy or [],
         "tensors_sha256": tensors_digest(tensors),
         "toolkit_version": __version__,
@@ -203,3 +210,21 @@ def load_learngene(path: str | Path, *, device: str | torch.device = "cpu") -> W
         raise LearngeneError(msg)
     generator.load_state_dict(tensors, strict=True)
     return generator.to(device)
+
+
+LEGACY_GRAYSCALE_DATA = ("digits", "fashion-mnist", "idx-directory")
+
+
+def learngene_contract(meta: dict[str, Any]) -> Preprocessing:
+    """The preprocessing a learngene was trained with: its recorded contract or, for files written before contracts
+    were recorded, the one its training data implied (grayscale 0.5/0.5 for the built-ins, DeiT's otherwise)."""
+    from learngene_deploy.data.contract import Preprocessing
+
+    record = meta.get("preprocessing") or (meta.get("training") or {}).get("data", {}).get("preprocessing")
+    if record:
+        return Preprocessing.from_dict(record)
+    img_size = int(meta["arch"]["img_size"])
+    data_name = (meta.get("training") or {}).get("data", {}).get("name")
+    if data_name in LEGACY_GRAYSCALE_DATA or data_name is None:
+        return Preprocessing.grayscale_builtin(img_size)
+    return Preprocessing.imagenet(img_size)

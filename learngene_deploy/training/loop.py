@@ -3,9 +3,14 @@
 ``train(model, data, cfg, phases=..., teacher=...)`` trains any ``nn.Module`` that maps images to logits: a
 ``GeneratedViT`` (a weight generator driving a timm skeleton: learngene training, constrained fine-tuning) or a plain
 timm ViT (unconstrained fine-tuning). It runs single-process (CPU or one GPU) or under ``torchrun`` with DDP (gloo on
-CPU, NCCL on GPU), with a ``DistributedSampler``-ordered data stream, AdamW (weight decay only on >= 2-D tensors,
-never on position embeddings or the class token), a linear warm-up + cosine schedule that restarts at every phase,
-bf16 autocast on GPU, optional distillation, atomic checkpoints and exact resume.
+CPU, NCCL on GPU), with a ``DistributedSampler``-ordered data stream decoded and augmented in DataLoader workers
+(``training/batches.py``), AdamW (weight decay only on >= 2-D tensors, never on position embeddings or the class
+token), a linear warm-up + cosine schedule that restarts at every phase, bf16 autocast, channels-last non-blocking
+copies and optional ``torch.compile`` on GPU, optional distillation, atomic checkpoints and exact resume.
+
+The recipe (``cfg.recipe``: a :class:`~learngene_deploy.data.presets.Preset` or its name) sets the augmentation (timm
+``create_transform`` per image, ``Mixup``/``CutMix`` per batch), label smoothing, stochastic depth and an optional
+weight EMA (whose weights are the result when it is on). The teacher sees the same mixed images as the student.
 
 Phases (``Phase``) run one after another for the same number of steps each; before a phase its ``setup`` callback
 decides which parameters train (e.g. LDR's incremental training freezes the earlier learngenes), and a fresh
@@ -30,11 +35,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset, DistributedSampler, TensorDataset, default_collate
+from torch.utils.data import Dataset
 
 from learngene_deploy._fs import atomic_path
 from learngene_deploy.data import DataSplits
+from learngene_deploy.data.presets import Preset, get_preset
 from learngene_deploy.errors import ConfigError
+from learngene_deploy.training.batches import Schedule, Stream, eval_batches, schedule
+from learngene_deploy.training.regularize import make_ema, set_drop_path
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -65,6 +73,9 @@ class TrainConfig:
     seed: int = 0  # data order and any randomness in the loop
     progress: bool = True  # rich progress bar (rank 0)
     eval_batch_size: int = 256
+    recipe: str | Preset = "none"  # augmentation/regularisation preset or its name (deit, light, none)
+    workers: int | None = None  # DataLoader workers (default: 0 for in-memory data, else min(8, CPUs))
+    compile: bool = False  # torch.compile the model for the training steps
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,8 @@ class TrainResult:
     wall_time_s: float  # training time, including the runs this one resumed
     final_loss: float  # mean loss of the last few steps
     history: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) per step
+    bad_images: list[str] = field(default_factory=list)  # unreadable images skipped (on_bad_image="skip")
+    recipe: dict[str, Any] = field(default_factory=dict)  # the preset the run used (Preset.to_dict)
 
     @property
     def finished(self) -> bool:
@@ -156,11 +169,21 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def distill_loss(
-    logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None, cfg: TrainConfig
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    cfg: TrainConfig,
+    *,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """CE without a teacher; with one, ``"ce+kl"``: CE + τ²·KL(teacher ‖ student) (batch mean, LDR, 1:1), or
-    ``"soft"``: (1-α)·CE + α·τ²·KL summed and divided by batch × classes (DeiT's soft distillation, LeTs/TLEG)."""
-    ce = F.cross_entropy(logits, labels)
+    ``"soft"``: (1-α)·CE + α·τ²·KL summed and divided by batch × classes (DeiT's soft distillation, LeTs/TLEG).
+
+    ``targets`` are int labels (smoothed by ``label_smoothing``) or Mixup's soft targets (B x classes, already
+    smoothed), for which the CE is the soft-target cross-entropy.
+    """
+    smoothing = label_smoothing if targets.ndim == 1 else 0.0
+    ce = F.cross_entropy(logits, targets, label_smoothing=smoothing)
     if teacher_logits is None:
         return ce
     tau = cfg.temperature
@@ -170,14 +193,6 @@ def distill_loss(
         return ce + F.kl_div(student, teacher, reduction="batchmean", log_target=True) * tau * tau
     kd = F.kl_div(student, teacher, reduction="sum", log_target=True) * tau * tau / logits.numel()
     return (1 - cfg.alpha) * ce + cfg.alpha * kd
-
-
-def _fetch(dataset: Dataset, indices: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(dataset, TensorDataset):
-        images, labels = dataset[torch.tensor(indices)]
-    else:
-        images, labels = default_collate([dataset[i] for i in indices])
-    return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -202,53 +217,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-@dataclass(frozen=True)
-class _Schedule:
-    """How a run's global steps map onto its phases and onto this rank's share of the data stream."""
-
-    sampler: DistributedSampler
-    per_rank: int  # images per step on this rank
-    steps_per_epoch: int
-    phase_steps: int  # every phase runs this many steps
-    total: int  # steps of the whole schedule
-    stop: int  # the step this process stops at (``cfg.stop_after`` or ``total``)
-
-
-def _schedule(data: DataSplits, cfg: TrainConfig, env: Dist, phases: int) -> _Schedule:
-    """The run's step counts; refuses a batch the ranks cannot share or the training split cannot fill."""
-    if cfg.batch_size % env.world:
-        msg = f"batch size {cfg.batch_size} is not divisible by the {env.world} processes; pick a multiple."
-        raise ConfigError(msg)
-    per_rank = cfg.batch_size // env.world
-    sampler = DistributedSampler(data.train, num_replicas=env.world, rank=env.rank, seed=cfg.seed, drop_last=True)
-    steps_per_epoch = len(sampler) // per_rank
-    if steps_per_epoch == 0:
-        msg = f"batch size {cfg.batch_size} exceeds the {len(data.train)} training images; use a smaller batch."
-        raise ConfigError(msg)
-    phase_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    total = phase_steps * phases
-    stop = min(total, cfg.stop_after) if cfg.stop_after is not None else total
-    return _Schedule(sampler, per_rank, steps_per_epoch, phase_steps, total, stop)
-
-
-class _Batches:
-    """This rank's batch at every global step, in ``DistributedSampler`` order (one epoch's indices cached)."""
-
-    def __init__(self, dataset: Dataset, plan: _Schedule, device: torch.device) -> None:
-        self.dataset, self.plan, self.device = dataset, plan, device
-        self.epoch: tuple[int, list[int]] = (-1, [])
-
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        epoch, batch = divmod(step, self.plan.steps_per_epoch)
-        if self.epoch[0] != epoch:
-            self.plan.sampler.set_epoch(epoch)
-            self.epoch = (epoch, list(self.plan.sampler))
-        per_rank = self.plan.per_rank
-        return _fetch(self.dataset, self.epoch[1][batch * per_rank : (batch + 1) * per_rank], self.device)
-
-
-def _resume(model: nn.Module, path: Path | None, plan: _Schedule, phases: int, env: Dist) -> dict[str, Any]:
-    """Load ``path`` into ``model`` and restore the random state; the checkpoint (for the optimiser and step)."""
+def _resume(
+    model: nn.Module, ema: Any, path: Path | None, plan: Schedule, phases: int, preset: Preset, env: Dist
+) -> dict[str, Any]:
+    """Load ``path`` into ``model`` (and ``ema``) and restore the random state; the checkpoint (optimiser, step)."""
     if path is None:
         raise ConfigError("--resume needs an output directory holding checkpoint.pt; pass --out.")
     ckpt = load_checkpoint(path)
@@ -258,7 +230,17 @@ def _resume(model: nn.Module, path: Path | None, plan: _Schedule, phases: int, e
             f"has {phases} / {plan.total}; resume with the original options."
         )
         raise ConfigError(msg)
+    if ckpt.get("recipe", preset.to_dict()) != preset.to_dict():
+        msg = (
+            f"checkpoint {path} was trained with recipe {ckpt['recipe'].get('name')!r} and other knobs than this "
+            f"run's {preset.name!r}; resume with the original recipe."
+        )
+        raise ConfigError(msg)
     model.load_state_dict(ckpt["model"])
+    if ema is not None:
+        if ckpt.get("ema") is None:
+            raise ConfigError(f"checkpoint {path} holds no EMA weights; resume with the original recipe (ema off).")
+        ema.module.load_state_dict(ckpt["ema"])
     torch.set_rng_state(ckpt["rng"]["torch"])
     random.setstate(ckpt["rng"]["python"])
     if env.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
@@ -281,7 +263,7 @@ def _progress(cfg: TrainConfig, env: Dist) -> Progress:
 
 
 def _phase_optimizer(
-    model: nn.Module, phase: Phase, index: int, cfg: TrainConfig, plan: _Schedule, ckpt: dict[str, Any] | None
+    model: nn.Module, phase: Phase, index: int, cfg: TrainConfig, plan: Schedule, ckpt: dict[str, Any] | None
 ) -> torch.optim.AdamW:
     """Set up phase ``index`` and build its optimiser, restored from ``ckpt`` when that stopped inside this phase."""
     if phase.setup is not None:
@@ -292,41 +274,47 @@ def _phase_optimizer(
     return optimizer
 
 
-def _train_step(
-    net: nn.Module,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batch: tuple[torch.Tensor, torch.Tensor],
-    lr: float,
-    cfg: TrainConfig,
-    teacher: nn.Module | None,
-) -> float:
-    """One optimiser step of ``net`` (``model``, or its DDP wrapper) at learning rate ``lr``; the batch's loss."""
-    images, labels = batch
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    with _autocast(images.device):
-        logits = net(images)
-        with torch.no_grad():
-            teacher_logits = teacher(images) if teacher is not None else None
-    loss = distill_loss(logits.float(), labels, teacher_logits, cfg)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if cfg.grad_clip > 0:
-        nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
-    optimizer.step()
-    return loss.item()
+@dataclass
+class _Step:
+    """What every optimiser step needs besides its batch and learning rate."""
+
+    net: nn.Module  # the model, or its DDP / compiled wrapper
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    cfg: TrainConfig
+    teacher: nn.Module | None
+    label_smoothing: float
+    ema: Any
+
+    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor], lr: float, step: int) -> float:
+        """One optimiser step at learning rate ``lr``; the batch's loss. The teacher sees the same (mixed) images."""
+        images, targets = batch
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with _autocast(images.device):
+            logits = self.net(images)
+            with torch.no_grad():
+                teacher_logits = self.teacher(images) if self.teacher is not None else None
+        loss = distill_loss(logits.float(), targets, teacher_logits, self.cfg, label_smoothing=self.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.cfg.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model, step=step)
+        return loss.item()
 
 
-def _checkpoint(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig, env: Dist, **progress: Any
-) -> None:
-    """Rank 0 writes weights, optimiser, ``progress`` (step, phase, time ...) and random state; every rank waits."""
+def _checkpoint(path: Path, step_fn: _Step, cfg: TrainConfig, env: Dist, stream: Stream, **progress: Any) -> None:
+    """Rank 0 writes weights, optimiser, EMA, ``progress`` (step, phase, time ...) and random state; all ranks wait."""
     if env.master:
         state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "model": step_fn.model.state_dict(),
+            "optimizer": step_fn.optimizer.state_dict(),
+            "ema": step_fn.ema.module.state_dict() if step_fn.ema is not None else None,
             **progress,
+            "bad_images": list(stream.bad_images),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "python": random.getstate(),
@@ -336,6 +324,12 @@ def _checkpoint(
         }
         _save_checkpoint(path, state)
     env.barrier()
+
+
+def _wrap(model: nn.Module, cfg: TrainConfig, env: Dist) -> nn.Module:
+    """The module the steps call: DDP across ranks, compiled when asked."""
+    net = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
+    return torch.compile(net) if cfg.compile else net  # type: ignore[return-value]
 
 
 def train(
@@ -350,37 +344,67 @@ def train(
     """Train ``model`` (images -> logits) on ``data.train`` through ``phases``, checkpointing into ``cfg.out``.
 
     Args:
-        model: the module to train (a ``GeneratedViT`` or a plain ViT); moved to the run's device.
+        model: the module to train (a ``GeneratedViT`` or a plain ViT); moved to the run's device. With an EMA in
+            the recipe it holds the EMA weights when the schedule has finished.
         data: splits; only ``train`` is used here.
-        cfg: options.
+        cfg: options (``cfg.recipe`` sets augmentation and regularisation).
         phases: run in order, each for the same number of steps, each with a fresh optimiser and schedule.
         teacher: distillation teacher (images -> logits over the same classes); plain CE when ``None``.
         env: rank/world/device; defaults to ``current_dist()``.
 
     Returns:
-        Steps done, wall time and loss history (rank 0's losses).
+        Steps done, wall time, loss history (rank 0's losses), skipped images and the recipe used.
     """
     env = env or current_dist()
+    preset = get_preset(cfg.recipe)
     model.to(env.device)
+    if env.device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    set_drop_path(model, preset.drop_path)
     if teacher is not None:
         teacher.to(env.device).eval().requires_grad_(False)
-    plan = _schedule(data, cfg, env, len(phases))
+    mixes = bool(preset.mixup or preset.cutmix) and preset.mixup_prob > 0
+    plan = schedule(
+        len(data.train),  # type: ignore[arg-type]
+        batch_size=cfg.batch_size,
+        world=env.world,
+        epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        phases=len(phases),
+        stop_after=cfg.stop_after,
+        even=mixes,
+    )
+    ema = make_ema(model, preset.ema)
     ckpt_path = Path(cfg.out) / CHECKPOINT_NAME if cfg.out is not None else None
-    ckpt = _resume(model, ckpt_path, plan, len(phases), env) if cfg.resume else None
+    ckpt = _resume(model, ema, ckpt_path, plan, len(phases), preset, env) if cfg.resume else None
     step, earlier_time = (ckpt["step"], ckpt["wall_time_s"]) if ckpt is not None else (0, 0.0)
-    batches, start = _Batches(data.train, plan, env.device), time.perf_counter()
-    history: list[tuple[int, float]] = []
+    stream = Stream(
+        data.train,
+        plan,
+        preset=preset,
+        num_classes=data.num_classes,
+        seed=cfg.seed,
+        rank=env.rank,
+        world=env.world,
+        device=env.device,
+        first_step=step,
+        workers=cfg.workers,
+    )
+    if ckpt is not None:
+        stream.bad_images.extend(ckpt.get("bad_images", []))
+    start, history = time.perf_counter(), []
+    smoothing = 0.0 if stream.mix is not None else preset.label_smoothing
     with _progress(cfg, env) as bar:
         task = bar.add_task("train", total=plan.total, completed=step, loss=float("nan"), lr=0.0)
         while step < plan.stop:
             index = step // plan.phase_steps
             optimizer = _phase_optimizer(model, phases[index], index, cfg, plan, ckpt)
-            net = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
-            net.train()
+            step_fn = _Step(_wrap(model, cfg, env), model, optimizer, cfg, teacher, smoothing, ema)
+            step_fn.net.train()
             bar.update(task, description=f"{phases[index].name} ({index + 1}/{len(phases)})")
             while step < min(plan.stop, (index + 1) * plan.phase_steps):
                 lr = lr_at(step - index * plan.phase_steps, plan.phase_steps, cfg)
-                loss = _train_step(net, model, optimizer, batches(step), lr, cfg, teacher)
+                loss = step_fn(next(stream), lr, step)
                 step += 1
                 history.append((step, loss))
                 bar.update(task, advance=1, loss=loss, lr=lr)
@@ -388,24 +412,36 @@ def train(
                 if ckpt_path is not None and boundary:
                     wall = earlier_time + time.perf_counter() - start
                     progress = {"step": step, "stage": index, "stages": len(phases), "total_steps": plan.total}
-                    _checkpoint(ckpt_path, model, optimizer, cfg, env, **progress, wall_time_s=wall)
+                    _checkpoint(
+                        ckpt_path, step_fn, cfg, env, stream, **progress, wall_time_s=wall, recipe=preset.to_dict()
+                    )
             ckpt = None
+    set_drop_path(model, 0.0)
+    if ema is not None and step >= plan.total:
+        model.load_state_dict(ema.module.state_dict())
     recent = [loss for _, loss in history[-10:]]
     final = sum(recent) / len(recent) if recent else float("nan")
-    return TrainResult(step, plan.total, earlier_time + time.perf_counter() - start, final, history)
+    wall = earlier_time + time.perf_counter() - start
+    return TrainResult(step, plan.total, wall, final, history, list(stream.bad_images), preset.to_dict())
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256, device: torch.device | None = None) -> float:
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 256,
+    device: torch.device | None = None,
+    workers: int | None = None,
+) -> float:
     """Top-1 accuracy of ``model`` on ``dataset`` (direct evaluation, no fine-tuning)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.to(device).eval()
-    correct = 0
-    n = len(dataset)  # type: ignore[arg-type]
-    for i in range(0, n, batch_size):
-        images, labels = _fetch(dataset, list(range(i, min(n, i + batch_size))), device)
+    correct = seen = 0
+    for images, labels in eval_batches(dataset, batch_size=batch_size, device=device, workers=workers):
         with _autocast(device):
             correct += int((model(images).argmax(-1) == labels).sum())
+        seen += len(labels)
     model.train(was_training)
-    return correct / max(1, n)
+    return correct / max(1, seen)

@@ -40,6 +40,11 @@ class RecipeOptions:
     stop_after: int | None = None  # stop after this global step (resume later)
     train_limit: int | None = None
     val_limit: int | None = None
+    recipe: str = "auto"  # augmentation preset: auto (deit on image sources, none on built-ins), deit, light, none
+    aug: list[str] | None = None  # KEY=VALUE overrides of the preset's knobs, e.g. ["mixup=0.2", "ema=0.9998"]
+    workers: int | None = None  # DataLoader workers (default: 0 for in-memory data, else min(8, CPUs))
+    on_bad_image: str = "error"  # error: stop at an unreadable image; skip: leave it out and count it
+    compile: bool = False  # torch.compile the model for training
     device: str | None = None  # cpu or cuda[:i] (default: cuda when available)
     progress: bool = True
 

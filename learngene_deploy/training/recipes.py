@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from learngene_deploy.data import DataSplits, load_data
+from learngene_deploy.data.presets import resolve_recipe
 from learngene_deploy.errors import ConfigError
 from learngene_deploy.learngene.base import GeneratedViT, WeightGenerator
 from learngene_deploy.learngene.ldr import LDRGenerator, ict_phases, parse_stages
@@ -112,6 +113,8 @@ def train_learngene(
             "device": env.device.type,
             "wall_time_s": round(result.wall_time_s, 2),
             "final_loss": result.final_loss,
+            "augmentation": result.recipe,
+            "bad_images": {"skipped": len(result.bad_images), "examples": result.bad_images[:10]},
             "recipe": recipe or {},
         }
         save_learngene(out_file, generator, training=training, accuracy=table)
@@ -212,8 +215,14 @@ def _run(
     with distributed(opts.device) as env:
         torch.manual_seed(opts.seed)
         splits = load_data(
-            opts.data, img_size=opts.img_size, seed=opts.seed, train_limit=opts.train_limit, val_limit=opts.val_limit
+            opts.data,
+            img_size=opts.img_size,
+            seed=opts.seed,
+            train_limit=opts.train_limit,
+            val_limit=opts.val_limit,
+            on_bad_image=opts.on_bad_image,  # type: ignore[arg-type]
         )
+        preset = resolve_recipe(opts.recipe, opts.aug or (), images=not getattr(splits.train, "in_memory", False))
         generator, phases, sizes = method(splits)
         cfg = TrainConfig(
             out=opts.out,
@@ -231,6 +240,9 @@ def _run(
             resume=opts.resume,
             seed=opts.seed,
             progress=opts.progress,
+            recipe=preset,
+            workers=opts.workers,
+            compile=opts.compile,
         )
         teacher = (
             load_teacher(opts.teacher, checkpoint=opts.teacher_checkpoint, num_classes=splits.num_classes)
