@@ -31,6 +31,7 @@ import torch
 
 from benchmarks._common import RESULTS, command_line, host_facts, write_json
 from learngene_deploy.data import load_data
+from learngene_deploy.data.presets import get_preset
 from learngene_deploy.learngene.io import load_learngene, read_metadata
 from learngene_deploy.models.vit import ArchSpec, build_vit
 from learngene_deploy.shipped import resolve_learngene
@@ -165,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-limit", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help=f"5k/2k images, sizes {QUICK_SIZES}")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--recipe", default="none", help="augmentation preset of every run, both arms: none (default), light or deit"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/...)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -184,11 +188,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"{args.data} has {data.in_chans} channels but the learngene expects {arch.in_chans}.")
     transfer = data.info["name"] != meta["training"]["data"]["name"]
     batch = args.batch_size or (32 if len(data.train) < 2_000 else 128)  # digits: 1,437 images
-    cfg = TrainConfig(batch_size=batch, lr=args.lr, seed=args.seed, progress=False)
+    cfg = TrainConfig(batch_size=batch, lr=args.lr, seed=args.seed, progress=False, recipe=args.recipe)
     meta["stored_params"] = sum(p.numel() for p in gen.parameters())
     print(
         f"{path.name} ({meta['method']}) -> {data.info['name']}: {len(data.train)} train / {len(data.val)} val images,"
-        f" batch {batch}, lr {args.lr}, {'transfer (fresh head)' if transfer else 'same dataset'}",
+        f" batch {batch}, lr {args.lr}, recipe {args.recipe},"
+        f" {'transfer (fresh head)' if transfer else 'same dataset'}",
         flush=True,
     )
     rows = []
@@ -236,14 +241,21 @@ def main(argv: list[str] | None = None) -> None:
         "learngene": {"file": path.name, "method": meta["method"], "data": meta["training"]["data"]["name"]},
         "data": data.info,
         "transfer": transfer,
-        "recipe": {"batch_size": batch, "lr": args.lr, "schedule": "cosine, 5% warm-up", "seed": args.seed},
+        "recipe": {
+            "batch_size": batch,
+            "lr": args.lr,
+            "schedule": "cosine, 5% warm-up",
+            "seed": args.seed,
+            "augmentation": get_preset(args.recipe).to_dict(),
+        },
         "epochs": e,
         "rows": rows,
         "cost": cost if not transfer else None,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "host": host_facts("machine", "threads", "torch"),
     }
-    name = f"learngene_vs_scratch_{data.info['name']}{'_quick' if args.quick else ''}.json"
+    recipe = f"_{args.recipe}" if args.recipe != "none" else ""
+    name = f"learngene_vs_scratch_{data.info['name']}{'_quick' if args.quick else ''}{recipe}.json"
     out = args.out or RESULTS / name
     write_json(out, report)
     print(f"\nwrote {out}")

@@ -74,3 +74,13 @@ def host_facts() -> dict[str, Any]:
 def utc_now() -> str:
     """The current UTC time as manifests record it (ISO 8601, whole seconds)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux ``/proc``; None elsewhere): a command's start-up time so far."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 (starttime), counted after the name
+    except (OSError, ValueError, IndexError):
+        return None

@@ -174,3 +174,17 @@ def test_in_memory_batches_equal_the_per_image_transform() -> None:
     arrays = np.random.default_rng(0).integers(0, 255, (5, 20, 17, 3), dtype=np.uint8)
     transform = eval_transform(rgb)
     assert torch.equal(transform.batch(arrays), torch.stack([transform(a) for a in arrays]))
+
+
+def test_deit_randaugment_posterize_to_zero_bits_is_not_a_bad_image() -> None:
+    """RandAugment inc1 at magnitude 10 keeps 0 bits, which Pillow 13 rejects: the deit transform must not raise."""
+    from timm.data.auto_augment import RandAugment
+
+    from learngene_deploy.data.presets import TrainTransform
+
+    transform = TrainTransform(PRESETS["deit"], Preprocessing.imagenet(16))
+    ra = next(t for t in transform._timm.transforms if isinstance(t, RandAugment))
+    posterize = next(op for op in ra.ops if op.name.startswith("Posterize"))
+    posterize.prob, posterize.magnitude, posterize.magnitude_std = 1.0, 10, 0  # always, at the top magnitude
+    image = Image.fromarray(np.random.default_rng(0).integers(1, 255, (20, 20, 3), dtype=np.uint8))
+    assert np.asarray(posterize(image)).max() == 0  # 0 bits kept: black, as Pillow < 13 gave

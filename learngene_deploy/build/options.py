@@ -19,7 +19,11 @@ class BuildOptions:
     finetune_epochs: float | None = None  # alternatively, passes over the training split
     finetune_lr: float = 3e-4
     finetune_batch: int = 64
-    train_limit: int | None = 20000  # training images used for the fine-tune (None: all)
+    train_limit: int | None = None  # at most this many training images (a seeded subset); None: every image
+    recipe: str = "light"  # augmentation preset of the fine-tune: light, deit, none (see data.presets)
+    aug: tuple[str, ...] = ()  # KEY=VALUE overrides of the preset's knobs
+    workers: int | None = None  # DataLoader workers (default: 0 for in-memory data, else min(8, CPUs))
+    on_bad_image: str = "error"  # an unreadable image stops the build (error) or is left out and counted (skip)
     backend: str | None = None  # override the profile's runtime backend
     precision: str | None = None  # override the profile's precision
     out: Path | None = None  # artifact directory (default artifacts/<profile>)

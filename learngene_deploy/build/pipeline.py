@@ -70,6 +70,11 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
             f"{DEFAULT_FINETUNE_STEPS} steps."
         )
         raise ConfigError(msg)
+    from learngene_deploy.data.presets import resolve_recipe
+
+    resolve_recipe(opts.recipe, opts.aug)  # a bad preset or knob fails here, not after the data has loaded
+    if opts.on_bad_image not in ("error", "skip"):
+        raise ConfigError(f"on_bad_image must be 'error' or 'skip', not {opts.on_bad_image!r}.")
     torch.manual_seed(opts.seed)
     profile = resolve_profile(opts.profile, opts.backend, opts.precision)
     out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
@@ -105,7 +110,9 @@ def _run(
     model = tuned.finetuned.model
     gates = stages.gates_for(recomposed.data, profile, opts)
     with ArtifactWriter(out_dir, force=opts.force) as writer:  # everything below lands in the artifact
-        ctx = stages.BuildContext(writer.path, work, gates, torch_logits(model), log)
+        data = recomposed.data
+        contract = data.preprocessing.to_dict() if data.preprocessing is not None else None
+        ctx = stages.BuildContext(writer.path, work, gates, torch_logits(model), log, contract, list(data.class_names))
         onnx = stages.export_and_simplify(model, tuned, picked, profile, opts, ctx)
         runtime = stages.compile_and_bench(onnx, profile, opts, ctx)
         manifest = stages.manifest_for(picked, recomposed, tuned, onnx, runtime, profile, ctx, started)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from learngene_deploy.build.options import BuildOptions
     from learngene_deploy.build.workdir import BuildWork
     from learngene_deploy.data import DataSplits
+    from learngene_deploy.data.presets import Preset
     from learngene_deploy.export import OnnxArtifact
     from learngene_deploy.gates import AccuracyResult, CheckResult, LogitsFn, Tolerance
     from learngene_deploy.learngene.base import WeightGenerator
@@ -34,6 +35,7 @@ Log = Callable[[str, str], None]
 GOLDEN = "golden.npz"  # validation images + PyTorch logits shipped with the artifact, for `lgdeploy verify`
 GOLDEN_IMAGES = 16
 DEFAULT_FINETUNE_STEPS = 150
+DIRECT_EVAL_IMAGES = 2000  # validation images of the direct (before fine-tuning) top-1 the build logs
 
 
 def default_data_source() -> str:
@@ -85,11 +87,14 @@ class Recomposed:
     arch: ArchSpec
     data: DataSplits
     direct_top1: float | None  # None when the data has other classes than the learngene's head
+    direct_images: int = 0  # validation images the direct top-1 was measured on
 
 
 def recompose(picked: Picked, profile: DeviceProfile, opts: BuildOptions, log: Log) -> Recomposed:
+    import numpy as np
+
     from learngene_deploy.data import load_data
-    from learngene_deploy.learngene.io import load_learngene
+    from learngene_deploy.learngene.io import learngene_contract, load_learngene
     from learngene_deploy.training.loop import evaluate
 
     generator = load_learngene(picked.learngene)
@@ -102,21 +107,29 @@ def recompose(picked: Picked, profile: DeviceProfile, opts: BuildOptions, log: L
             "set budgets.input_size to native (resizing the position embedding is not supported yet)."
         )
         raise ConfigError(msg)
+    contract = learngene_contract(picked.meta)  # image sources are read as the learngene was trained
     data = load_data(
-        opts.data or default_data_source(), img_size=img_size, seed=opts.seed, train_limit=opts.train_limit
+        opts.data or default_data_source(),
+        img_size=img_size,
+        seed=opts.seed,
+        train_limit=opts.train_limit,
+        preprocessing=contract if contract.img_size == img_size else None,
+        on_bad_image=opts.on_bad_image,  # type: ignore[arg-type]
     )
     if data.in_chans != arch.in_chans:
         msg = f"the data has {data.in_chans} channels but the learngene expects {arch.in_chans}; use matching data."
         raise DataError(msg)
     same_head = data.num_classes == arch.num_classes
-    direct = evaluate(generator.recompose(**picked.size), data.val) if same_head else None
+    # informational, before the fine-tune: a bounded sample, so start-up does not grow with the validation split
+    sample = data.val.subset(np.arange(min(len(data.val), DIRECT_EVAL_IMAGES)))
+    direct = evaluate(generator.recompose(**picked.size), sample, workers=opts.workers) if same_head else None
     log(
         "recompose",
-        f"{arch.name}; direct top-1 {direct:.2%} on {len(data.val)} validation images"
+        f"{arch.name}; direct top-1 {direct:.2%} on {len(sample)} of {len(data.val)} validation images"
         if direct is not None
         else f"{arch.name}; new {data.num_classes}-class head (data has other classes than the learngene)",
     )
-    return Recomposed(generator, arch, data, direct)
+    return Recomposed(generator, arch, data, direct, len(sample))
 
 
 # --- 3. fine-tune ------------------------------------------------------------------------------------------------
@@ -131,10 +144,14 @@ class Recipe:
     train_limit: int | None
     seed: int
     checkpoint_every: int
+    augmentation: Preset
+    workers: int | None = None
     mode: str = "unconstrained"
 
     @classmethod
     def from_options(cls, opts: BuildOptions) -> Recipe:
+        from learngene_deploy.data.presets import resolve_recipe
+
         default = None if opts.finetune_epochs else DEFAULT_FINETUNE_STEPS
         steps = opts.finetune_steps if opts.finetune_steps is not None else default
         return cls(
@@ -145,6 +162,8 @@ class Recipe:
             opts.train_limit,
             opts.seed,
             opts.checkpoint_every,
+            resolve_recipe(opts.recipe, opts.aug),
+            opts.workers,
         )
 
     def inputs(self) -> dict[str, Any]:
@@ -157,6 +176,7 @@ class Recipe:
             "batch_size": self.batch_size,
             "train_limit": self.train_limit,
             "seed": self.seed,
+            "augmentation": self.augmentation.to_dict(),
         }
 
     def train_config(self, out: Path, *, resume: bool) -> Any:
@@ -173,6 +193,8 @@ class Recipe:
             progress=True,
             ckpt_interval=self.checkpoint_every,
             resume=resume,
+            recipe=self.augmentation,
+            workers=self.workers,
         )
 
 
@@ -211,7 +233,12 @@ def tune(
     except OSError as e:  # the checkpoint could not be written (full disk, quota, permissions)
         raise ArtifactError(os_error_message(e, f"the fine-tune checkpoint in {work.path}")) from e
     tuned.model.eval()
-    log("finetune", f"{tuned.result.steps} steps in {tuned.result.wall_time_s:.0f} s; top-1 {tuned.top1:.2%}")
+    skipped = f"; {len(tuned.result.bad_images)} unreadable images skipped" if tuned.result.bad_images else ""
+    log(
+        "finetune",
+        f"{tuned.result.steps} steps ({recipe.augmentation.name} recipe) in {tuned.result.wall_time_s:.0f} s; "
+        f"top-1 {tuned.top1:.2%}{skipped}",
+    )
     return Tuned(recipe, tuned, resumed_from)
 
 
@@ -289,6 +316,9 @@ def export_and_simplify(
         "lgdeploy.learngene_sha256": picked.sha256,
         "lgdeploy.arch": json.dumps(arch.to_dict(), sort_keys=True),
         "lgdeploy.size": json.dumps(picked.size, sort_keys=True),
+        # the input contract and the class names in output order, for an application that reads only the model
+        "lgdeploy.preprocessing": json.dumps(ctx.preprocessing, sort_keys=True),
+        "lgdeploy.classes": json.dumps(ctx.classes),
     }
     shape = (budgets.batch, arch.in_chans, arch.img_size, arch.img_size)
     raw = torch2onnx(
@@ -323,6 +353,8 @@ class BuildContext:
     gates: Gates
     reference: LogitsFn
     log: Log
+    preprocessing: dict[str, Any] | None = None  # the contract the model was tuned and verified with
+    classes: list[str] = field(default_factory=list)  # class names in output order
 
 
 @dataclass(frozen=True)
@@ -452,6 +484,8 @@ def manifest_for(
         "learngene": _learngene_record(picked),
         "selection": _selection_record(picked),
         "architecture": tuned.finetuned.arch.to_dict(),
+        "preprocessing": ctx.preprocessing,
+        "classes": ctx.classes,
         "finetune": _finetune_record(recomposed, tuned),
         "export": {
             "exported": {**onnx.exported.to_dict(), "path": None},  # intermediate file, not shipped
@@ -522,9 +556,13 @@ def _finetune_record(recomposed: Recomposed, tuned: Tuned) -> dict[str, Any]:
         "checkpoint_every": recipe.checkpoint_every,
         "batch_size": recipe.batch_size,
         "lr": recipe.lr,
+        "augmentation": recipe.augmentation.to_dict(),
+        "bad_images": {"skipped": len(ft.result.bad_images), "examples": ft.result.bad_images[:10]},
         "seed": recipe.seed,
         "trainable_params": ft.trainable_params,
         "wall_time_s": ft.result.wall_time_s,
+        "startup_s": ft.result.startup_s,  # process start to the first fine-tune step
         "top1_before": recomposed.direct_top1,
+        "top1_before_images": recomposed.direct_images,
         "top1_after": ft.top1,
     }

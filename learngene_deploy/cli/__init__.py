@@ -106,6 +106,7 @@ def _register() -> None:
     app.command("select")(select.select_command)
     app.command("bench")(artifacts.bench_command)
     app.command("verify")(artifacts.verify_command)
+    app.command("predict")(artifacts.predict_command)
     app.command("matrix")(matrix.matrix_command)
     app.add_typer(profiles.app, name="profiles")
     app.add_typer(train.app, name="train")

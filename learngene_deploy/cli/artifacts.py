@@ -1,4 +1,4 @@
-"""`lgdeploy verify ARTIFACT_DIR` and `lgdeploy bench ARTIFACT_DIR`: check and measure a built artifact."""
+"""`lgdeploy verify`, `lgdeploy predict` and `lgdeploy bench` on ARTIFACT_DIR: check, use and measure an artifact."""
 
 from __future__ import annotations
 
@@ -20,6 +20,32 @@ def verify_command(artifact: Annotated[Path, ARTIFACT]) -> None:
         f"{result['num_images']} golden images (max |Δ| {result['max_abs_diff']:.2e}, "
         f"top-1 agreement {result['top1_agreement']:.1%})"
     )
+
+
+def predict_command(
+    artifact: Annotated[Path, ARTIFACT],
+    images: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
+    top: Annotated[int, typer.Option("--top", min=1, help="Classes shown per image.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Classify images with the artifact's compiled model and its own preprocessing; top classes with probabilities."""
+    import json
+
+    from learngene_deploy.artifact.predict import predict
+
+    predictions = predict(artifact, [str(p) for p in images], top=top)
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in predictions], indent=2))
+        return
+    from rich.markup import escape
+
+    from learngene_deploy.cli._console import stdout
+
+    console = stdout()
+    for p in predictions:
+        console.print(f"[bold]{escape(p.image)}[/bold]")
+        for name, prob in p.top:
+            console.print(f"  {prob:7.2%}  {escape(name)}")
 
 
 def bench_command(

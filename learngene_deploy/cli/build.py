@@ -80,6 +80,21 @@ def build_command(
         float, typer.Option("--max-int8-drop", min=0.0, help="INT8 gate: allowed top-1 drop vs fp32, points.")
     ] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fine-tune and data order.")] = 0,
+    recipe: Annotated[
+        str, typer.Option("--recipe", help="Fine-tune augmentation preset: light (default), deit or none.")
+    ] = "light",
+    aug: Annotated[
+        list[str] | None,
+        typer.Option("--aug", help="Override one knob of the preset, KEY=VALUE (repeatable), e.g. --aug hflip=0."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=0, help="DataLoader worker processes (default: 0 in memory, else min(8, CPUs))."),
+    ] = None,
+    on_bad_image: Annotated[
+        str,
+        typer.Option("--on-bad-image", help="An unreadable image: error (stop, naming it) or skip (leave it out)."),
+    ] = "error",
 ) -> None:
     """Recompose, fine-tune, export, simplify, verify, compile and benchmark a model for each device profile."""
     from learngene_deploy.build.pipeline import BuildOptions, build
@@ -134,6 +149,10 @@ def build_command(
                 min_agreement=min_agreement,
                 max_int8_drop=max_int8_drop,
                 seed=seed,
+                recipe=recipe,
+                aug=tuple(aug or ()),
+                workers=workers,
+                on_bad_image=on_bad_image,
             ),
             log=log,
         )

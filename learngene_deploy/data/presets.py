@@ -150,6 +150,33 @@ def resolve_recipe(name: str | Preset, overrides: Sequence[str] = (), *, images:
     return preset.replace(**changes) if changes else preset
 
 
+def _posterize(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
+    """timm's posterize, with 0 bits kept giving the black image older Pillow gave (Pillow 13 raises instead)."""
+    from PIL import ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return img.point(lambda _: 0)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _posterize_keeps_zero_bits(transform: Any) -> None:
+    """Point the RandAugment posterize ops inside ``transform`` at :func:`_posterize`.
+
+    RandAugment "inc1" maps magnitude 10 to "keep 0 bits"; with "mstd0.5" about 1 in 1,000 images draws it, and
+    Pillow >= 13 rejects 0 bits ("bits must be between or equal to 1 and 8"), which would stop a training run at an
+    image that is not bad. Older Pillow (what the seeds trained with) returned a black image; so does this.
+    """
+    from timm.data.auto_augment import RandAugment
+
+    for t in getattr(transform, "transforms", ()):
+        if isinstance(t, RandAugment):
+            for op in t.ops:
+                if op.name.startswith("Posterize"):
+                    op.aug_fn = _posterize
+
+
 class TrainTransform:
     """timm's training transform on an RGB Pillow image (uint8 arrays and grayscale contracts converted first)."""
 
@@ -172,6 +199,8 @@ class TrainTransform:
             re_mode=preset.re_mode,
             re_count=preset.re_count,
         )
+
+        _posterize_keeps_zero_bits(self._timm)
 
     def __call__(self, image: Image.Image | np.ndarray) -> torch.Tensor:
         if isinstance(image, np.ndarray):

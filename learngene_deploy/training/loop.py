@@ -41,6 +41,7 @@ from learngene_deploy._fs import atomic_path
 from learngene_deploy.data import DataSplits
 from learngene_deploy.data.presets import Preset, get_preset
 from learngene_deploy.errors import ConfigError
+from learngene_deploy.facts import process_age_s
 from learngene_deploy.training.batches import Schedule, Stream, eval_batches, schedule
 from learngene_deploy.training.regularize import make_ema, set_drop_path
 
@@ -95,6 +96,7 @@ class TrainResult:
     history: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) per step
     bad_images: list[str] = field(default_factory=list)  # unreadable images skipped (on_bad_image="skip")
     recipe: dict[str, Any] = field(default_factory=dict)  # the preset the run used (Preset.to_dict)
+    startup_s: float | None = None  # process start to the end of this process's first optimiser step (Linux)
 
     @property
     def finished(self) -> bool:
@@ -392,7 +394,7 @@ def train(
     )
     if ckpt is not None:
         stream.bad_images.extend(ckpt.get("bad_images", []))
-    start, history = time.perf_counter(), []
+    start, history, startup = time.perf_counter(), [], None
     smoothing = 0.0 if stream.mix is not None else preset.label_smoothing
     with _progress(cfg, env) as bar:
         task = bar.add_task("train", total=plan.total, completed=step, loss=float("nan"), lr=0.0)
@@ -405,6 +407,8 @@ def train(
             while step < min(plan.stop, (index + 1) * plan.phase_steps):
                 lr = lr_at(step - index * plan.phase_steps, plan.phase_steps, cfg)
                 loss = step_fn(next(stream), lr, step)
+                if startup is None:
+                    startup = process_age_s()
                 step += 1
                 history.append((step, loss))
                 bar.update(task, advance=1, loss=loss, lr=lr)
@@ -422,7 +426,7 @@ def train(
     recent = [loss for _, loss in history[-10:]]
     final = sum(recent) / len(recent) if recent else float("nan")
     wall = earlier_time + time.perf_counter() - start
-    return TrainResult(step, plan.total, wall, final, history, list(stream.bad_images), preset.to_dict())
+    return TrainResult(step, plan.total, wall, final, history, list(stream.bad_images), preset.to_dict(), startup)
 
 
 @torch.no_grad()

@@ -113,6 +113,7 @@ def train_learngene(
             "device": env.device.type,
             "wall_time_s": round(result.wall_time_s, 2),
             "final_loss": result.final_loss,
+            "startup_s": result.startup_s,
             "augmentation": result.recipe,
             "bad_images": {"skipped": len(result.bad_images), "examples": result.bad_images[:10]},
             "recipe": recipe or {},
