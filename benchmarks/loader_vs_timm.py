@@ -74,6 +74,7 @@ def run_reference(args: argparse.Namespace) -> list[float]:
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, ImageDataset, Mixup, create_loader
     from timm.loss import SoftTargetCrossEntropy
 
+    from learngene_deploy.data.presets import _posterize_keeps_zero_bits
     from learngene_deploy.training.regularize import set_drop_path
 
     torch.manual_seed(0)
@@ -97,6 +98,9 @@ def run_reference(args: argparse.Namespace) -> list[float]:
         persistent_workers=args.workers > 0,
         pin_memory=False,
     )
+    # timm's RandAugment asks Pillow >= 13 for a 0-bit posterize about once per 1,000 images, which raises; the
+    # reference gets the same one-op adapter lgdeploy uses, or it could not finish a run
+    _posterize_keeps_zero_bits(dataset.transform)
     mixup = Mixup(
         mixup_alpha=DEIT["mixup"],
         cutmix_alpha=DEIT["cutmix"],

@@ -188,3 +188,28 @@ def test_deit_randaugment_posterize_to_zero_bits_is_not_a_bad_image() -> None:
     posterize.prob, posterize.magnitude, posterize.magnitude_std = 1.0, 10, 0  # always, at the top magnitude
     image = Image.fromarray(np.random.default_rng(0).integers(1, 255, (20, 20, 3), dtype=np.uint8))
     assert np.asarray(posterize(image)).max() == 0  # 0 bits kept: black, as Pillow < 13 gave
+
+
+def test_truncated_image_in_a_worker_stops_or_is_skipped_and_recorded(folder: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from learngene_deploy.learngene.io import read_metadata
+    from learngene_deploy.training.recipes import train_learngene
+
+    root = Path(shutil.copytree(folder, tmp_path / "imgs"))
+    good = (root / "class1" / "0.jpg").read_bytes()
+    (root / "class1" / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    strict = load_data(root, img_size=16, val_fraction=0.25)
+    truncated = str(root / "class1" / "truncated.jpg")
+    assert truncated in [str(strict.train.path(i)) for i in range(len(strict.train))]  # it is in the training split
+    cfg = TrainConfig(max_steps=8, batch_size=8, progress=False, recipe="light", workers=2)
+    with pytest.raises(DataError, match=f"cannot read image {truncated} .*on_bad_image='skip'"):
+        train(GeneratedViT(lets()), strict, cfg)
+    lenient = load_data(root, img_size=16, val_fraction=0.25, on_bad_image="skip")
+    gen = lets()
+    with pytest.warns(UserWarning, match="skipped unreadable image .*truncated.jpg"):
+        result = train_learngene(gen, lenient, cfg, out_file=tmp_path / "lg.safetensors", sizes=[{"depth": 4}])
+    assert result.finished and result.bad_images == [truncated]
+    assert read_metadata(tmp_path / "lg.safetensors")["training"]["bad_images"] == {
+        "skipped": 1, "examples": [truncated],
+    }  # fmt: skip

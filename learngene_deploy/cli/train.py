@@ -69,6 +69,8 @@ LDR, LETS = LDROptions, LeTsOptions  # the flags' defaults
 def _report(trained: Trained) -> None:
     result = trained.result
     if trained.master:
+        if result.bad_images:
+            typer.echo(f"skipped {len(result.bad_images)} unreadable images, e.g. {result.bad_images[0]}")
         if result.finished:
             typer.echo(f"wrote {trained.path} ({result.steps} steps, {result.wall_time_s:.1f} s)")
         else:
