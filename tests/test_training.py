@@ -225,3 +225,32 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     saved = load_learngene(tmp_path / "lg.safetensors")
     assert read_metadata(tmp_path / "lg.safetensors")["training"]["world_size"] == 2
     assert all(torch.equal(v, rank0[k]) for k, v in saved.state_dict().items())
+
+
+def test_torchrun_two_processes_stream_images_with_the_deit_recipe(tmp_path: Path) -> None:
+    """DDP (gloo) over an ImageFolder: per-rank DistributedSampler shares, a worker each, RandAugment + Mixup."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(12):
+            pixels = (rng.random((20, 18, 3)) * 80 + 60 * c).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "imgs" / f"c{c}" / f"{i}.jpg")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [*cmd, str(ROOT / "tests" / "_ddp_worker.py"), str(out), str(tmp_path / "imgs")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rank0, rank1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
+    for k in rank0:
+        assert torch.equal(rank0[k], rank1[k]), f"ranks differ in {k}"
+    training = read_metadata(out / "lg.safetensors")["training"]
+    assert training["world_size"] == 2 and training["augmentation"]["name"] == "deit" and training["steps"] == 3
