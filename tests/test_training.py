@@ -201,17 +201,17 @@ def test_train_learngene_writes_file_with_accuracy_table(digits, tmp_path: Path)
     assert row == meta["accuracy"][4]
 
 
-def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
+def torchrun_worker(*args: Path) -> None:
+    """tests/_ddp_worker.py under torchrun with 2 processes (gloo); fails the test with its output."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    proc = subprocess.run(
-        [*cmd, str(ROOT / "tests" / "_ddp_worker.py"), str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    worker = [str(ROOT / "tests" / "_ddp_worker.py"), *map(str, args)]
+    proc = subprocess.run([*cmd, *worker], env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
+    torchrun_worker(tmp_path)
     rank0, rank1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     assert rank0.keys() == rank1.keys()
     for k in rank0:
@@ -238,17 +238,8 @@ def test_torchrun_two_processes_stream_images_with_the_deit_recipe(tmp_path: Pat
         for i in range(12):
             pixels = (rng.random((20, 18, 3)) * 80 + 60 * c).astype(np.uint8)
             Image.fromarray(pixels).save(tmp_path / "imgs" / f"c{c}" / f"{i}.jpg")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [*cmd, str(ROOT / "tests" / "_ddp_worker.py"), str(out), str(tmp_path / "imgs")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    torchrun_worker(out, tmp_path / "imgs")
     rank0, rank1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
     for k in rank0:
         assert torch.equal(rank0[k], rank1[k]), f"ranks differ in {k}"

@@ -334,6 +334,30 @@ def _wrap(model: nn.Module, cfg: TrainConfig, env: Dist) -> nn.Module:
     return torch.compile(net) if cfg.compile else net  # type: ignore[return-value]
 
 
+def _place(model: nn.Module, teacher: nn.Module | None, preset: Preset, env: Dist) -> None:
+    """Models on the run's device (channels-last on GPU), the recipe's drop-path in, the teacher frozen."""
+    model.to(env.device)
+    if env.device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    set_drop_path(model, preset.drop_path)
+    if teacher is not None:
+        teacher.to(env.device).eval().requires_grad_(False)
+
+
+def _plan(train_size: int, cfg: TrainConfig, env: Dist, phases: int, preset: Preset) -> Schedule:
+    mixes = bool(preset.mixup or preset.cutmix) and preset.mixup_prob > 0
+    return schedule(
+        train_size,
+        batch_size=cfg.batch_size,
+        world=env.world,
+        epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        phases=phases,
+        stop_after=cfg.stop_after,
+        even=mixes,  # Mixup pairs the images of a batch
+    )
+
+
 def train(
     model: nn.Module,
     data: DataSplits,
@@ -359,41 +383,17 @@ def train(
     """
     env = env or current_dist()
     preset = get_preset(cfg.recipe)
-    model.to(env.device)
-    if env.device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    set_drop_path(model, preset.drop_path)
-    if teacher is not None:
-        teacher.to(env.device).eval().requires_grad_(False)
-    mixes = bool(preset.mixup or preset.cutmix) and preset.mixup_prob > 0
-    plan = schedule(
-        len(data.train),  # type: ignore[arg-type]
-        batch_size=cfg.batch_size,
-        world=env.world,
-        epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        phases=len(phases),
-        stop_after=cfg.stop_after,
-        even=mixes,
-    )
+    _place(model, teacher, preset, env)
+    plan = _plan(len(data.train), cfg, env, len(phases), preset)  # type: ignore[arg-type]
     ema = make_ema(model, preset.ema)
     ckpt_path = Path(cfg.out) / CHECKPOINT_NAME if cfg.out is not None else None
     ckpt = _resume(model, ema, ckpt_path, plan, len(phases), preset, env) if cfg.resume else None
     step, earlier_time = (ckpt["step"], ckpt["wall_time_s"]) if ckpt is not None else (0, 0.0)
     stream = Stream(
-        data.train,
-        plan,
-        preset=preset,
-        num_classes=data.num_classes,
-        seed=cfg.seed,
-        rank=env.rank,
-        world=env.world,
-        device=env.device,
-        first_step=step,
-        workers=cfg.workers,
-    )
-    if ckpt is not None:
-        stream.bad_images.extend(ckpt.get("bad_images", []))
+        data.train, plan, preset=preset, num_classes=data.num_classes, seed=cfg.seed, rank=env.rank,
+        world=env.world, device=env.device, first_step=step, workers=cfg.workers,
+    )  # fmt: skip
+    stream.bad_images.extend(ckpt.get("bad_images", []) if ckpt is not None else [])
     start, history, startup = time.perf_counter(), [], None
     smoothing = 0.0 if stream.mix is not None else preset.label_smoothing
     with _progress(cfg, env) as bar:
