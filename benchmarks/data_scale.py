@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             "--img-size", str(args.img_size), "--patch-size", "16", "--head-dim", "64",
             "--learngene-depth", "6", "--learngene-dim", "192", "--aux-depth", "12", "--aux-dim", "384",
             "--recipe", "deit", "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
-            "--table-depths", "12", "--table-widths", "384", "--no-progress", *workers,
+            "--table-depths", "6,12", "--table-widths", "192,384", "--no-progress", *workers,
         ]  # fmt: skip
         measured = run_measured(train, env)
         meta = _learngene_training(run / "learngene.safetensors")

@@ -13,13 +13,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from learngene_deploy.artifact.predict import predict
-from learngene_deploy.build.pipeline import BuildOptions, build
 from learngene_deploy.cli import app
 from learngene_deploy.data import load_data
 from learngene_deploy.data.contract import Preprocessing
 from learngene_deploy.errors import ConfigError, DataError
 from learngene_deploy.learngene.io import learngene_contract, read_metadata
 from learngene_deploy.learngene.lets import LeTsGenerator
+from learngene_deploy.pipeline.run import BuildOptions, build
 from learngene_deploy.training.loop import TrainConfig
 from learngene_deploy.training.recipes import train_learngene
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from learngene_deploy.artifact import PARTIAL_MARK, verify_artifact
-from learngene_deploy.build.pipeline import BuildOptions, build
 from learngene_deploy.errors import ArtifactError, ConfigError, VerificationError
 from learngene_deploy.learngene.io import save_learngene
 from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
+from learngene_deploy.pipeline.run import BuildOptions, build
 from learngene_deploy.profile import resolve_profile
 from learngene_deploy.training.loop import CHECKPOINT_NAME, load_checkpoint
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from learngene_deploy.artifact import PARTIAL_MARK
-from learngene_deploy.build.workdir import INPUTS, BuildWork, work_dir_for
 from learngene_deploy.errors import ArtifactError
+from learngene_deploy.pipeline.workdir import INPUTS, BuildWork, work_dir_for
 
 INPUTS_A = {"learngene_sha256": "ab" * 32, "size": {"depth": 3}, "finetune": {"steps": 10, "seed": 0}}
 

@@ -97,9 +97,9 @@ def build_command(
     ] = "error",
 ) -> None:
     """Recompose, fine-tune, export, simplify, verify, compile and benchmark a model for each device profile."""
-    from learngene_deploy.build.pipeline import BuildOptions, build
     from learngene_deploy.errors import ConfigError
     from learngene_deploy.names import BACKENDS, EXPORTERS, PRECISIONS, SIMPLIFIERS
+    from learngene_deploy.pipeline.run import BuildOptions, build
     from learngene_deploy.profile import list_profiles
 
     if all_profiles and profile:

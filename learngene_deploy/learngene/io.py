@@ -228,3 +228,16 @@ def learngene_contract(meta: dict[str, Any]) -> Preprocessing:
     if data_name in LEGACY_GRAYSCALE_DATA or data_name is None:
         return Preprocessing.grayscale_builtin(img_size)
     return Preprocessing.imagenet(img_size)
+
+
+def learngene_classes(meta: dict[str, Any]) -> list[str]:
+    """Class names of a learngene's head in output order: recorded, or those of the built-in it was trained on."""
+    data = (meta.get("training") or {}).get("data") or {}
+    recorded = meta.get("classes") or data.get("classes")
+    if recorded:
+        return [str(c) for c in recorded]
+    if data.get("name") in ("digits", "fashion-mnist"):
+        from learngene_deploy.data.splits import FASHION_MNIST_CLASSES
+
+        return list(FASHION_MNIST_CLASSES) if data["name"] == "fashion-mnist" else [str(i) for i in range(10)]
+    return []

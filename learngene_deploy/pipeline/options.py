@@ -41,3 +41,4 @@ class BuildOptions:
     bench_rounds: int = 3
     bench_min_time_s: float = 1.0
     seed: int = 0
+    progress: bool = True  # the fine-tune's progress bar on stderr

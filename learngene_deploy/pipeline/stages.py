@@ -1,6 +1,6 @@
 """The stages of ``lgdeploy build``, each a small function from the previous stage's result to its own.
 
-Only :func:`learngene_deploy.build.pipeline.build` chains them. Every result is a frozen dataclass that records
+Only :func:`learngene_deploy.pipeline.run.build` chains them. Every result is a frozen dataclass that records
 where it came from; what lands in the artifact is assembled from them once, in :func:`manifest_for`.
 """
 
@@ -19,14 +19,14 @@ if TYPE_CHECKING:
     import numpy as np
 
     from learngene_deploy.backends.base import Compiled
-    from learngene_deploy.build.options import BuildOptions
-    from learngene_deploy.build.workdir import BuildWork
     from learngene_deploy.data import DataSplits
     from learngene_deploy.data.presets import Preset
     from learngene_deploy.export import OnnxArtifact
     from learngene_deploy.gates import AccuracyResult, CheckResult, LogitsFn, Tolerance
     from learngene_deploy.learngene.base import WeightGenerator
     from learngene_deploy.models.vit import ArchSpec
+    from learngene_deploy.pipeline.options import BuildOptions
+    from learngene_deploy.pipeline.workdir import BuildWork
     from learngene_deploy.profile import DeviceProfile
     from learngene_deploy.sizing.select import Selection
     from learngene_deploy.training.finetune import Finetuned
@@ -146,6 +146,7 @@ class Recipe:
     checkpoint_every: int
     augmentation: Preset
     workers: int | None = None
+    progress: bool = True
     mode: str = "unconstrained"
 
     @classmethod
@@ -164,6 +165,7 @@ class Recipe:
             opts.checkpoint_every,
             resolve_recipe(opts.recipe, opts.aug),
             opts.workers,
+            opts.progress,
         )
 
     def inputs(self) -> dict[str, Any]:
@@ -190,7 +192,7 @@ class Recipe:
             lr=self.lr,
             warmup=0.1,
             seed=self.seed,
-            progress=True,
+            progress=self.progress,
             ckpt_interval=self.checkpoint_every,
             resume=resume,
             recipe=self.augmentation,

@@ -1,10 +1,10 @@
 """`lgdeploy build`: profile -> select -> recompose -> fine-tune -> export -> simplify -> verify -> compile -> bench.
 
-This is the only module that chains stages (:mod:`learngene_deploy.build.stages`). Each stage returns a small
+This is the only module that chains stages (:mod:`learngene_deploy.pipeline.stages`). Each stage returns a small
 result that records where it came from, and everything the build learns goes into the artifact's ``manifest.json``.
 The artifact directory is written under a temporary name and renamed only when every gate passed (see
 :mod:`learngene_deploy.artifact`).
-The fine-tune checkpoints into a work directory beside the output (see :mod:`learngene_deploy.build.workdir`), so the
+The fine-tune checkpoints into a work directory beside the output (see :mod:`learngene_deploy.pipeline.workdir`), so the
 same command resumes a killed or failed build from its last checkpoint.
 
 Verification gates (max abs difference and top-1 agreement on real validation images):
@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from learngene_deploy.build import stages
-from learngene_deploy.build.options import BuildOptions
-from learngene_deploy.build.stages import DEFAULT_FINETUNE_STEPS, GOLDEN, GOLDEN_IMAGES, Log, default_data_source
-from learngene_deploy.build.workdir import BuildWork
 from learngene_deploy.errors import ArtifactError, ConfigError
+from learngene_deploy.pipeline import stages
+from learngene_deploy.pipeline.options import BuildOptions
+from learngene_deploy.pipeline.stages import DEFAULT_FINETUNE_STEPS, GOLDEN, GOLDEN_IMAGES, Log, default_data_source
+from learngene_deploy.pipeline.workdir import BuildWork
 from learngene_deploy.profile import DeviceProfile, resolve_profile
 
 __all__ = ["GOLDEN", "GOLDEN_IMAGES", "BuildOptions", "BuildResult", "build", "default_data_source"]
