@@ -289,18 +289,36 @@ def test_train_lets_cli_resumes_exactly_and_stores_accuracy_table(tmp_path: Path
     assert bad.exit_code != 0 and "--table-widths '20' holds unsupported values [20]" in bad.output
 
 
-def test_killed_train_run_resumes_from_its_checkpoint(tmp_path: Path, lgdeploy_argv: list[str]) -> None:
-    """SIGKILL a real `lgdeploy train lets` after a checkpoint; `--resume` finishes it exactly as an unbroken run."""
+@pytest.mark.parametrize("source", ["digits", "folder"])
+def test_killed_train_run_resumes_from_its_checkpoint(tmp_path: Path, lgdeploy_argv: list[str], source: str) -> None:
+    """SIGKILL a real `lgdeploy train lets` after a checkpoint; `--resume` finishes it exactly as an unbroken run.
+
+    ``folder``: JPEGs streamed by two DataLoader workers with the deit recipe (RandAugment, Mixup/CutMix, random
+    erasing, drop-path) and an EMA, so the sampler position and every random stream must come back exactly.
+    """
     import os
     import signal
     import subprocess
     import time
 
+    import numpy as np
+    from PIL import Image
+
     from learngene_deploy.learngene.io import load_learngene
     from learngene_deploy.training.loop import CHECKPOINT_NAME, load_checkpoint
 
+    data, recipe = ["--data", "digits"], []
+    if source == "folder":
+        rng = np.random.default_rng(0)
+        for c in range(4):
+            (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+            for i in range(40):
+                pixels = (rng.random((18, 22, 3)) * 90 + 50 * c).astype(np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "imgs" / f"c{c}" / f"{i}.jpg")
+        data = ["--data", str(tmp_path / "imgs")]
+        recipe = ["--recipe", "deit", "--aug", "ema=0.9", "--workers", "2"]
     common = [
-        *lgdeploy_argv, "train", "lets", "--data", "digits", "--img-size", "16", "--head-dim", "8",
+        *lgdeploy_argv, "train", "lets", *data, *recipe, "--img-size", "16", "--head-dim", "8",
         "--learngene-dim", "16", "--aux-dim", "32", "--learngene-depth", "2", "--aux-depth", "4", "--max-steps", "150",
         "--batch-size", "32", "--train-limit", "256", "--val-limit", "64", "--table-depths", "4", "--table-widths",
         "32", "--ckpt-interval", "5", "--no-progress",
