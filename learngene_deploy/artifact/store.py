@@ -25,8 +25,27 @@ def read_manifest(artifact_dir: str | Path) -> Manifest:
     return Manifest.read(artifact_dir)
 
 
-def verify_artifact(artifact_dir: str | Path) -> Manifest:
-    """Check every file against the manifest's sha256 and size; refuse missing, changed or extra files.
+def manifest_sha256(artifact_dir: str | Path) -> str:
+    """Hex sha256 of an artifact's ``manifest.json``: the trust anchor ``lgdeploy build`` prints and
+    ``lgdeploy verify --expect`` checks (the manifest hashes every other file, so this one digest covers them all)."""
+    from learngene_deploy.artifact.writer import MANIFEST, _hash_regular
+
+    path = Path(artifact_dir) / MANIFEST
+    try:
+        return _hash_regular(path)[0]
+    except OSError as e:
+        msg = f"cannot read {path} ({e.strerror}); pass an artifact directory written by `lgdeploy build`."
+        raise ArtifactError(msg) from e
+
+
+def verify_artifact(artifact_dir: str | Path, *, expect: str | None = None) -> Manifest:
+    """Check every file against the manifest's sha256 and size; refuse missing, changed, extra or special files and
+    any path the manifest names outside its listed files.
+
+    Args:
+        artifact_dir: the artifact directory.
+        expect: the manifest's sha256 as ``lgdeploy build`` printed it (a trust anchor outside the artifact: an
+            artifact whose files and manifest were both rewritten still fails).
 
     Returns:
         The manifest.
@@ -36,6 +55,15 @@ def verify_artifact(artifact_dir: str | Path) -> Manifest:
     """
     root = Path(artifact_dir)
     manifest = Manifest.read(root)
+    if expect is not None:
+        want = expect.strip().lower()
+        got = manifest_sha256(root)
+        if got != want:
+            msg = (
+                f"artifact {root}: manifest.json has sha256 {got}, not the expected {want}; the artifact was "
+                "replaced or edited after the build, so do not deploy it (rebuild it, or check the digest you passed)."
+            )
+            raise ArtifactError(msg)
     actual = files_table(root)
     for rel, expected in manifest["files"].items():
         if rel not in actual:
@@ -51,6 +79,7 @@ def verify_artifact(artifact_dir: str | Path) -> Manifest:
     if extra:
         msg = f"artifact {root} holds files its manifest does not list ({', '.join(extra)}); remove them or rebuild."
         raise ArtifactError(msg)
+    manifest.named_paths()  # the compiled model and the golden file are listed files inside the artifact
     return manifest
 
 
@@ -59,48 +88,79 @@ def shipped_model(root: Path, manifest: Manifest) -> tuple[Any, Any, str]:
     from learngene_deploy.backends import get_backend
     from learngene_deploy.backends.base import Compiled
 
-    record = manifest.compile_record
+    record = manifest.compile_record  # every path in it is a listed file inside the artifact
     if record is None:
+        manifest.listed("model.onnx", "the ONNX model")
         backend = get_backend("onnxruntime")
         return backend, backend.compile(root / "model.onnx", root, precision="fp32"), "onnxruntime-fp32 (model.onnx)"
-    compiled = Compiled.from_dict(
-        {
-            **record,
-            "model_path": str(root / record["model_path"]),
-            "source": str(root / record["source"]),
-            "files": [str(root / f) for f in record["files"]],
-        }
-    )
+    try:
+        compiled = Compiled.from_dict(
+            {
+                **record,
+                "model_path": str(root / record["model_path"]),
+                "source": str(root / record["source"]),
+                "files": [str(root / f) for f in record["files"]],
+            }
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        msg = f"{manifest.path} has a malformed 'compile' record ({type(e).__name__}: {e}); rebuild the artifact."
+        raise ArtifactError(msg) from e
     return get_backend(compiled.backend), compiled, f"{compiled.backend}-{compiled.precision}"
 
 
-def recheck_artifact(artifact_dir: str | Path) -> dict[str, Any]:
+def recheck_artifact(
+    artifact_dir: str | Path,
+    *,
+    expect: str | None = None,
+    max_abs: float | None = None,
+    min_agreement: float | None = None,
+) -> dict[str, Any]:
     """Verify every file's hash, then re-run the shipped model on the golden images against PyTorch's logits.
 
+    The tolerance is this toolkit's for the model's precision (``gates.TOLERANCES``), never one the manifest under
+    check records; ``max_abs`` and ``min_agreement`` loosen or tighten it as ``lgdeploy build`` allows.
+
     Raises:
-        ArtifactError: a file is missing, changed or extra.
-        VerificationError: the model no longer matches PyTorch within the build's tolerance.
+        ArtifactError: a file is missing, changed or extra, or the golden file is unusable.
+        VerificationError: the model no longer matches PyTorch within the tolerance.
     """
+    import dataclasses
+    import zipfile
+
     import numpy as np
 
     from learngene_deploy.bench import local_threads
-    from learngene_deploy.gates import TOLERANCES, Tolerance, compare, gate
+    from learngene_deploy.gates import TOLERANCES, compare, gate
 
     root = Path(artifact_dir)
-    manifest = verify_artifact(root)
-    golden = np.load(root / manifest.golden_file)
+    manifest = verify_artifact(root, expect=expect)
+    golden_file = manifest.golden_file
+    try:
+        with np.load(root / golden_file, allow_pickle=False) as golden:
+            logits, images = golden["logits"], golden["images"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        msg = (
+            f"artifact {root}: {golden_file} is not a golden file with images and logits ({e}); "
+            "rebuild the artifact with `lgdeploy build`."
+        )
+        raise ArtifactError(msg) from e
+    if images.ndim != 4 or logits.ndim != 2 or len(images) != len(logits) or not len(images):
+        msg = (
+            f"artifact {root}: {golden_file} holds images of shape {images.shape} and logits of shape {logits.shape}, "
+            "not N images and N rows of logits; rebuild the artifact with `lgdeploy build`."
+        )
+        raise ArtifactError(msg)
     backend, compiled, name = shipped_model(root, manifest)
+    if compiled.precision not in TOLERANCES:
+        raise ArtifactError(f"{manifest.path} names precision {compiled.precision!r}; valid: {', '.join(TOLERANCES)}.")
     on_host, _ = backend.host_variant(compiled)  # verify anywhere, e.g. a GPU-targeted IR on this CPU
     runner = backend.load_runner(on_host, threads=local_threads(manifest.runtime.threads))
-    built = next((c for c in manifest.checks if c["candidate"] == name), None)
-    tolerance = Tolerance(**built["tolerance"]) if built else TOLERANCES[compiled.precision]
-    result = compare(
-        golden["logits"],
-        runner.run(golden["images"]),
-        reference="pytorch (golden)",
-        candidate=name,
-        tolerance=tolerance,
-    )
+    tolerance = TOLERANCES[compiled.precision]
+    if max_abs is not None:
+        tolerance = dataclasses.replace(tolerance, max_abs=max_abs)
+    if min_agreement is not None:
+        tolerance = dataclasses.replace(tolerance, top1_agreement=min_agreement)
+    result = compare(logits, runner.run(images), reference="pytorch (golden)", candidate=name, tolerance=tolerance)
     gate(result)
     return result.to_dict()
 

@@ -10,14 +10,15 @@ and ``verify_artifact`` detects any file changed after the fact.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from learngene_deploy._fs import sha256_file
 from learngene_deploy._version import __version__
 from learngene_deploy.errors import ArtifactError, os_error_message
 from learngene_deploy.facts import utc_now
@@ -28,14 +29,56 @@ PARTIAL_MARK = ".partial-"
 REPLACED_MARK = ".replaced-"
 
 
+def _kind(mode: int) -> str | None:
+    """What a non-regular, non-directory entry is (``None`` for a regular file or a directory)."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a device or other special file")
+
+
+def _hash_regular(path: Path) -> tuple[str, int]:
+    """sha256 and size of a regular file, opened without following a symlink or blocking on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(fd).st_size
+        digest = hashlib.sha256()
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest(), size
+
+
 def files_table(root: Path) -> dict[str, dict[str, Any]]:
-    """sha256 and size of every file under ``root`` except the manifest, keyed by relative POSIX path."""
+    """sha256 and size of every file under ``root`` except the manifest, keyed by relative POSIX path.
+
+    An artifact is closed: it holds only regular files and directories. Symbolic links (to files or directories),
+    FIFOs, sockets and devices are refused, never followed or read.
+
+    Raises:
+        ArtifactError: an entry is not a regular file or a directory, or a directory cannot be listed.
+    """
+    root = Path(root)
+
+    def unreadable(e: OSError) -> None:
+        raise ArtifactError(f"cannot list {e.filename} in artifact {root} ({e.strerror}); check its permissions.")
+
     table = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        if rel != MANIFEST:
-            table[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    return table
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):  # never enters a directory symlink
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            mode = path.lstat().st_mode
+            kind = _kind(mode)
+            if kind is not None:
+                msg = (
+                    f"artifact {root} holds {rel}, which is {kind}; an artifact holds only regular files and "
+                    "directories, so remove it (or rebuild the artifact)."
+                )
+                raise ArtifactError(msg)
+            if stat.S_ISREG(mode) and rel != MANIFEST:
+                digest, size = _hash_regular(path)
+                table[rel] = {"sha256": digest, "bytes": size}
+    return dict(sorted(table.items()))
 
 
 def _umask() -> int:

@@ -39,6 +39,7 @@ class BuildResult:
     out_dir: Path
     manifest: dict[str, Any]
     skipped: tuple[dict[str, str], ...] = field(default_factory=tuple)
+    manifest_sha256: str = ""  # the trust anchor: `lgdeploy verify OUT --expect manifest_sha256`
 
 
 def _silent(stage: str, message: str) -> None:
@@ -97,6 +98,7 @@ def _run(
     """The stages of :func:`build` once the output is claimed (``work``: its locked :class:`BuildWork`)."""
     from learngene_deploy.artifact import ArtifactWriter
     from learngene_deploy.artifact.report import write_report
+    from learngene_deploy.artifact.store import manifest_sha256
     from learngene_deploy.gates import torch_logits
 
     picked = stages.pick(opts.learngene, profile, log)
@@ -116,4 +118,6 @@ def _run(
     log("artifact", f"{final} (budgets: {summary})")
     if "note" in verdict["latency"]:
         log("artifact", f"latency budget missed: {verdict['latency']['note']}")
-    return BuildResult(out_dir=final, manifest=manifest, skipped=runtime.skipped)
+    digest = manifest_sha256(final)
+    log("artifact", f"manifest sha256 {digest} (check a copy with `lgdeploy verify DIR --expect {digest}`)")
+    return BuildResult(out_dir=final, manifest=manifest, skipped=runtime.skipped, manifest_sha256=digest)

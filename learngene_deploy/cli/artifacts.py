@@ -10,15 +10,44 @@ import typer
 ARTIFACT = typer.Argument(help="Artifact directory written by `lgdeploy build`.")
 
 
-def verify_command(artifact: Annotated[Path, ARTIFACT]) -> None:
-    """Check every file against the manifest's sha256 and re-run the model on the shipped golden images."""
-    from learngene_deploy.artifact.store import recheck_artifact
+def verify_command(
+    artifact: Annotated[Path, ARTIFACT],
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            "--expect",
+            metavar="SHA256",
+            help="The manifest's sha256 as `lgdeploy build` printed it; anything else is refused.",
+        ),
+    ] = None,
+    max_abs_diff: Annotated[
+        float | None,
+        typer.Option("--max-abs-diff", min=0.0, help="fp32: largest allowed logit difference (default 1e-4)."),
+    ] = None,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option("--min-agreement", min=0.0, max=1.0, help="Top-1 agreement needed (default per precision)."),
+    ] = None,
+) -> None:
+    """Check every file against the manifest's sha256 and re-run the model on the shipped golden images.
 
-    result = recheck_artifact(artifact)
+    The tolerance is this lgdeploy's for the model's precision (or --max-abs-diff/--min-agreement), never the one
+    written in the manifest under check.
+    """
+    import re
+
+    from learngene_deploy.artifact.store import manifest_sha256, recheck_artifact
+    from learngene_deploy.errors import ConfigError
+
+    if expect is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", expect.strip()):
+        msg = f"--expect {expect!r} is not a sha256 (64 hex digits); pass the digest `lgdeploy build` printed."
+        raise ConfigError(msg)
+    result = recheck_artifact(artifact, expect=expect, max_abs=max_abs_diff, min_agreement=min_agreement)
+    anchor = "the expected" if expect is not None else "unanchored (pass --expect to pin it),"
     typer.echo(
         f"ok: {artifact}: every file matches its manifest; {result['candidate']} matches PyTorch on "
         f"{result['num_images']} golden images (max |Δ| {result['max_abs_diff']:.2e}, "
-        f"top-1 agreement {result['top1_agreement']:.1%})"
+        f"top-1 agreement {result['top1_agreement']:.1%}); manifest sha256 {anchor} {manifest_sha256(artifact)}"
     )
 
 
