@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from learngene_deploy.artifact.writer import check_output
 from learngene_deploy.build import stages
 from learngene_deploy.build.options import BuildOptions
 from learngene_deploy.build.stages import DEFAULT_FINETUNE_STEPS, GOLDEN, GOLDEN_IMAGES, Log, default_data_source
 from learngene_deploy.build.workdir import BuildWork
-from learngene_deploy.errors import ArtifactError, ConfigError
+from learngene_deploy.errors import ConfigError
 from learngene_deploy.profile import DeviceProfile, resolve_profile
 
 __all__ = ["GOLDEN", "GOLDEN_IMAGES", "BuildOptions", "BuildResult", "build", "default_data_source"]
@@ -74,12 +75,8 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
     torch.manual_seed(opts.seed)
     profile = resolve_profile(opts.profile, opts.backend, opts.precision)
     out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
-    # Refuse an existing output before spending minutes on fine-tuning.
-    if out_dir.exists() and not opts.force:
-        msg = f"output directory {out_dir} already exists; pass --force to replace it or choose another --out."
-        raise ArtifactError(msg)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ArtifactError(f"output path {out_dir} exists and is not a directory; choose another --out.")
+    # Refuse an output that exists (or that --force may not replace) before spending minutes on fine-tuning.
+    check_output(out_dir, force=opts.force)
     work = BuildWork(out_dir)  # takes its lock, so no other build of out_dir runs; leftovers of killed ones go
     for stale in work.acquire():
         log("work", f"removed {stale}, left by a build of {out_dir} that did not finish")

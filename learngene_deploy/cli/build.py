@@ -7,8 +7,38 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from learngene_deploy.cli._console import stderr
+
+
+def _targets(names: list[str], out: Path | None, backend: str | None, precision: str | None, force: bool) -> list[Path]:
+    """Each profile's output directory, all checked before any work: no two profiles share one, and none is a
+    directory that must not be written or replaced (:func:`~learngene_deploy.artifact.writer.check_output`)."""
+    from learngene_deploy.artifact.writer import check_output
+    from learngene_deploy.errors import ConfigError
+    from learngene_deploy.profile import resolve_profile
+
+    targets: list[Path] = []
+    seen: list[Path] = []
+    for name in names:
+        if out is not None and len(names) == 1:
+            target = out
+        elif out is not None:
+            target = out / Path(name).stem
+        else:
+            target = Path("artifacts") / resolve_profile(name, backend, precision).name
+        if target.resolve() in seen:
+            other = names[seen.index(target.resolve())]
+            msg = (
+                f"--profile {name} and --profile {other} would both write {target}; pass each profile once, or build "
+                "them one at a time with different --out directories."
+            )
+            raise ConfigError(msg)
+        check_output(target, force=force)
+        targets.append(target)
+        seen.append(target.resolve())
+    return targets
 
 
 def build_command(
@@ -103,18 +133,19 @@ def build_command(
             raise ConfigError(f"{option} {value!r} is not one of: {', '.join(valid)}.")
     if finetune_steps is not None and finetune_epochs is not None:
         raise ConfigError("pass either --finetune-steps or --finetune-epochs, not both.")
+    targets = _targets(names, out, backend, precision, force)
 
     console = stderr()
-    for name in names:
+    for name, target in zip(names, targets, strict=True):
         start = time.perf_counter()
 
         def log(stage: str, message: str, _start: float = start) -> None:
             console.print(
-                f"[green]✓[/green] [bold]{stage:<9}[/bold] {message} [dim]({time.perf_counter() - _start:.0f} s)[/dim]"
+                f"[green]✓[/green] [bold]{stage:<9}[/bold] {escape(message)} "
+                f"[dim]({time.perf_counter() - _start:.0f} s)[/dim]"
             )
 
-        target = out if out is None or len(names) == 1 else out / Path(name).stem
-        console.rule(f"lgdeploy build --profile {name}")
+        console.rule(escape(f"lgdeploy build --profile {name}"))
         result = build(
             BuildOptions(
                 profile=name,
@@ -138,5 +169,5 @@ def build_command(
             log=log,
         )
         for skip in result.skipped:
-            console.print(f"[yellow]skipped {skip['stage']}:[/yellow] {skip['reason']}")
+            console.print(f"[yellow]skipped {escape(skip['stage'])}:[/yellow] {escape(skip['reason'])}")
         typer.echo(str(result.out_dir))
