@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from learngene_deploy.data.contract import EvalTransform, Preprocessing, eval_transform, load_image
+from learngene_deploy.data.contract import MAX_IMAGE_BYTES, EvalTransform, Preprocessing, eval_transform, load_image
 from learngene_deploy.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -145,7 +145,14 @@ class FileImages(ImageDataset):
         return f"{self.paths[self.rows[i]].decode()}\0{self.sizes[self.rows[i]]}"
 
     def raw(self, i: int) -> bytes:
-        return self.path(i).read_bytes()
+        path = self.path(i)
+        try:
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_IMAGE_BYTES:  # it changed since the listing
+                raise ValueError("no longer a regular file of at most MAX_IMAGE_BYTES")
+            return path.read_bytes()
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read image {path} ({e}); remove or replace the file.") from e
 
 
 class HFImages(ImageDataset):
@@ -210,15 +217,27 @@ def visible(name: str) -> bool:
 
 
 def subdirs(directory: Path) -> list[Path]:
+    """Visible sub-directories of ``directory``, including symbolic links to directories (see :func:`dir_links`)."""
     return sorted(p for p in directory.iterdir() if visible(p.name) and p.is_dir())
 
 
-def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, int]]:
-    """Regular files (or links to them) below ``folder`` ending in ``suffixes``, sorted, with their sizes.
+def dir_links(directory: Path) -> list[Path]:
+    """Visible entries of ``directory`` that are symbolic links to directories (never followed by a listing)."""
+    return sorted(p for p in directory.iterdir() if visible(p.name) and p.is_symlink() and p.is_dir())
+
+
+def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, int, tuple[int, int]]]:
+    """Regular files (or links to them) below ``folder`` ending in ``suffixes``, sorted, with their sizes and
+    (device, inode).
 
     Written here because ``os.walk(followlinks=True)`` loops forever on a directory symlink cycle and lists FIFOs,
-    sockets and devices, whose reading would hang: each real directory is entered once (by device and inode), and
-    only ``stat.S_ISREG`` files are kept.
+    sockets and devices, whose reading would hang. Symbolic links to directories are not followed (a link to ``/``
+    would walk the whole disk), each real directory is entered once (by device and inode), only ``stat.S_ISREG``
+    files are kept (a ``.png`` that is a FIFO or a link to ``/dev/zero`` is not an image), and a file larger than
+    ``MAX_IMAGE_BYTES`` is refused.
+
+    Raises:
+        DataError: an image file is larger than ``MAX_IMAGE_BYTES``.
     """
     seen: set[tuple[int, int]] = set()
     stack, found = [folder], []
@@ -236,13 +255,20 @@ def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, int]
             if not visible(entry.name):
                 continue
             try:
-                if entry.is_dir():
+                if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
-                elif entry.name.lower().endswith(suffixes):
+                elif entry.name.lower().endswith(suffixes) and not entry.is_dir():
                     st = entry.stat()
-                    if stat.S_ISREG(st.st_mode):
-                        found.append((Path(entry.path), st.st_size))
-            except OSError:  # a dangling link or a vanished file: not an image of the dataset
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    if st.st_size > MAX_IMAGE_BYTES:
+                        msg = (
+                            f"{entry.path} is {st.st_size} bytes, more than an image file may be ({MAX_IMAGE_BYTES} "
+                            "bytes); remove it from the data directory."
+                        )
+                        raise DataError(msg)
+                    found.append((Path(entry.path), st.st_size, (st.st_dev, st.st_ino)))
+            except OSError:  # a dangling link, a link loop or a vanished file: not an image of the dataset
                 continue
     return sorted(found)
 
@@ -257,8 +283,14 @@ class Listing(NamedTuple):
 
 
 def _folder_split(
-    directory: Path, root: Path, classes: list[str] | None
+    directory: Path, root: Path, classes: list[str] | None, files_seen: dict[tuple[int, int], Path]
 ) -> tuple[list[str], list[Path], list[int], list[int]]:
+    if links := dir_links(directory):
+        msg = (
+            f"class folder {links[0]} is a symbolic link to a directory, which lgdeploy does not follow (a link can "
+            "lead anywhere, even to /); replace it with the folder itself (or a copy)."
+        )
+        raise DataError(msg)
     found = [p.name for p in subdirs(directory)]
     if classes is None and len(found) < 2:
         msg = (
@@ -285,8 +317,16 @@ def _folder_split(
                 "or remove it."
             )
             raise DataError(msg)
-        paths += [f for f, _ in files]
-        sizes += [s for _, s in files]
+        for path, _size, identity in files:
+            if identity in files_seen:
+                msg = (
+                    f"{path} and {files_seen[identity]} are the same file (a link); a dataset must hold each image "
+                    "once, or it is counted twice and can land in both training and validation; remove one of them."
+                )
+                raise DataError(msg)
+            files_seen[identity] = path
+        paths += [f for f, _, _ in files]
+        sizes += [s for _, s, _ in files]
         labels += [label] * len(files)
     return classes, [p.relative_to(root) for p in paths], sizes, labels
 
@@ -303,8 +343,9 @@ def imagefolder(root: Path, contract: Preprocessing) -> Listing:
         layout.append(("val", root / val_name))
     classes: list[str] | None = None
     sets: dict[str, FileImages] = {}
+    files_seen: dict[tuple[int, int], Path] = {}
     for split, directory in layout:
-        classes, paths, sizes, labels = _folder_split(directory, root, classes)
+        classes, paths, sizes, labels = _folder_split(directory, root, classes, files_seen)
         rel = np.array([p.as_posix().encode() for p in paths], dtype=bytes)
         sets[split] = FileImages(root, rel, np.array(sizes, np.int64), np.array(labels, np.int64), contract)
     assert classes is not None
