@@ -142,10 +142,11 @@ def build_command(
         def log(stage: str, message: str, _start: float = start) -> None:
             console.print(
                 f"[green]✓[/green] [bold]{stage:<9}[/bold] {escape(message)} "
-                f"[dim]({time.perf_counter() - _start:.0f} s)[/dim]"
+                f"[dim]({time.perf_counter() - _start:.0f} s)[/dim]",
+                markup=True,
             )
 
-        console.rule(escape(f"lgdeploy build --profile {name}"))
+        console.rule(f"lgdeploy build --profile {name}")
         result = build(
             BuildOptions(
                 profile=name,
@@ -169,5 +170,5 @@ def build_command(
             log=log,
         )
         for skip in result.skipped:
-            console.print(f"[yellow]skipped {escape(skip['stage'])}:[/yellow] {escape(skip['reason'])}")
+            console.print(f"[yellow]skipped {escape(skip['stage'])}:[/yellow] {escape(skip['reason'])}", markup=True)
         typer.echo(str(result.out_dir))
