@@ -193,7 +193,16 @@ def record_target_benchmark(
     """
     manifest = manifest if isinstance(manifest, Manifest) else Manifest(manifest)
     manifest.record_target_benchmark(record, where=where)
-    manifest.save(root)
+    try:
+        manifest.save(root)
+    except OSError as e:  # a read-only artifact: say what was measured, so the minutes spent are not lost
+        stats = record.get("stats", {})
+        measured = ", ".join(f"{k[:-3]} {stats[k]:.3g} ms" for k in ("p50_ms", "p90_ms", "p99_ms") if stats.get(k))
+        msg = (
+            f"measured {measured or 'the model'} but cannot record it in {root / 'manifest.json'} "
+            f"({e.strerror or e}); make the artifact writable (or copy it somewhere writable) and benchmark again."
+        )
+        raise ArtifactError(msg) from e
     return manifest
 
 

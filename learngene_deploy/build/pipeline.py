@@ -19,6 +19,7 @@ recorded separately, labelled as such; ``lgdeploy bench`` on the target replaces
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,10 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
             f"{DEFAULT_FINETUNE_STEPS} steps."
         )
         raise ConfigError(msg)
+    if opts.data is not None and not str(opts.data).strip():
+        raise ConfigError("data is empty; pass digits, fashion-mnist or a data directory, or leave it unset.")
+    if opts.finetune_epochs is not None and not math.isfinite(opts.finetune_epochs):
+        raise ConfigError(f"finetune_epochs must be a finite number of passes, got {opts.finetune_epochs}.")
     if opts.finetune_epochs is not None and opts.finetune_epochs <= 0:
         msg = (
             f"finetune_epochs must be greater than 0, got {opts.finetune_epochs}; leave it unset for "
@@ -74,6 +79,13 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
         raise ConfigError(msg)
     torch.manual_seed(opts.seed)
     profile = resolve_profile(opts.profile, opts.backend, opts.precision)
+    if profile.budgets.batch > opts.verify_images:
+        msg = (
+            f"profile {profile.name} has batch {profile.budgets.batch}, more than the {opts.verify_images} validation "
+            f"images the numeric gates run in whole batches; use a profile with 'budgets.batch' of at most "
+            f"{opts.verify_images}."
+        )
+        raise ConfigError(msg)
     out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
     # Refuse an output that exists (or that --force may not replace) before spending minutes on fine-tuning.
     check_output(out_dir, force=opts.force)
@@ -100,6 +112,12 @@ def _run(
 
     picked = stages.pick(opts.learngene, profile, log)
     recomposed = stages.recompose(picked, profile, opts, log)
+    if len(recomposed.data.val) < profile.budgets.batch:  # the gates would have no whole batch (after the fine-tune)
+        msg = (
+            f"the validation split has {len(recomposed.data.val)} images, fewer than profile {profile.name}'s batch "
+            f"{profile.budgets.batch}; use more data or a profile with a smaller 'budgets.batch'."
+        )
+        raise ConfigError(msg)
     tuned = stages.tune(picked, recomposed, profile, opts, work, log)
     model = tuned.finetuned.model
     gates = stages.gates_for(recomposed.data, profile, opts)

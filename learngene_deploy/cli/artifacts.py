@@ -53,8 +53,10 @@ def verify_command(
 
 def bench_command(
     artifact: Annotated[Path, ARTIFACT],
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs per process (at least).")] = 50,
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Fresh processes; the best round is reported.")] = 3,
+    runs: Annotated[int, typer.Option("--runs", min=1, max=100_000, help="Timed runs per process (at least).")] = 50,
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, max=100, help="Fresh processes; the best round is reported.")
+    ] = 3,
     host: Annotated[
         str | None,
         typer.Option("--host", help="Benchmark on this edge box over SSH (user@host or an ~/.ssh/config alias)."),

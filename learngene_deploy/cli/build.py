@@ -11,6 +11,8 @@ from rich.markup import escape
 
 from learngene_deploy.cli._console import stderr
 
+MAX_FINETUNE_STEPS = 1_000_000  # a brief fine-tune is hundreds of steps; more is a typo, refused before any work
+
 
 def _targets(names: list[str], out: Path | None, backend: str | None, precision: str | None, force: bool) -> list[Path]:
     """Each profile's output directory, all checked before any work: no two profiles share one, and none is a
@@ -62,11 +64,18 @@ def build_command(
     ] = None,
     finetune_steps: Annotated[
         int | None,
-        typer.Option("--finetune-steps", min=1, help="Optimiser steps of the brief fine-tune (default 150)."),
+        typer.Option(
+            "--finetune-steps",
+            min=1,
+            max=MAX_FINETUNE_STEPS,
+            help="Optimiser steps of the brief fine-tune (default 150).",
+        ),
     ] = None,
     finetune_epochs: Annotated[
         float | None,
-        typer.Option("--finetune-epochs", min=0.0, help="Fine-tune for this many passes over the data instead."),
+        typer.Option(
+            "--finetune-epochs", min=0.0, max=1000.0, help="Fine-tune for this many passes over the data instead."
+        ),
     ] = None,
     backend: Annotated[
         str | None,
@@ -90,6 +99,7 @@ def build_command(
         typer.Option(
             "--checkpoint-every",
             min=0,
+            max=MAX_FINETUNE_STEPS,
             help="Checkpoint the fine-tune every N steps in .<out name>.work/ beside the output (0: only at the end); "
             "re-running the same command after a kill resumes from the last checkpoint.",
         ),
@@ -109,7 +119,9 @@ def build_command(
     max_int8_drop: Annotated[
         float, typer.Option("--max-int8-drop", min=0.0, help="INT8 gate: allowed top-1 drop vs fp32, points.")
     ] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the fine-tune and data order.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of the fine-tune and data order.")
+    ] = 0,
 ) -> None:
     """Recompose, fine-tune, export, simplify, verify, compile and benchmark a model for each device profile."""
     from learngene_deploy.build.pipeline import BuildOptions, build
@@ -133,6 +145,10 @@ def build_command(
             raise ConfigError(f"{option} {value!r} is not one of: {', '.join(valid)}.")
     if finetune_steps is not None and finetune_epochs is not None:
         raise ConfigError("pass either --finetune-steps or --finetune-epochs, not both.")
+    if data is not None and not data.strip():
+        raise ConfigError(
+            "--data is empty; pass digits, fashion-mnist or a data directory, or omit it for the default."
+        )
     targets = _targets(names, out, backend, precision, force)
 
     console = stderr()

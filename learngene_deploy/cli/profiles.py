@@ -177,20 +177,21 @@ def calibrate(
         str | None, typer.Option("--learngene", "-l", help="Learngene whose sizes are timed (default: shipped).")
     ] = None,
     sizes: Annotated[
-        int, typer.Option("--sizes", min=5, help="Distinct sizes to time for the fit (spread over FLOPs).")
+        int, typer.Option("--sizes", min=5, max=1000, help="Distinct sizes to time for the fit (spread over FLOPs).")
     ] = 12,
     front: Annotated[
         int,
         typer.Option(
             "--front",
             min=0,
+            max=1000,
             help="At most this many more sizes, on the predicted Pareto front (the sizes selection can choose), "
             "timed after the spread in up to three passes; 0 skips them.",
         ),
     ] = DEFAULT_FRONT_SIZES,
-    runs: Annotated[int, typer.Option("--runs", min=5, help="Timed runs per process.")] = 50,
+    runs: Annotated[int, typer.Option("--runs", min=5, max=100_000, help="Timed runs per process.")] = 50,
     rounds: Annotated[
-        int, typer.Option("--rounds", min=1, help="Fresh processes per size (the lowest p50/p90/p99 is kept).")
+        int, typer.Option("--rounds", min=1, max=100, help="Fresh processes per size (the lowest p50/p90/p99 is kept).")
     ] = 3,
     confidence: Annotated[
         float,

@@ -133,16 +133,17 @@ class FileImages(ImageDataset):
         self.root, self.paths, self.sizes = root, paths, sizes
 
     def path(self, i: int) -> Path:
-        return self.root / self.paths[self.rows[i]].decode()
+        return self.root / os.fsdecode(self.paths[self.rows[i]])
 
     def _read(self, row: Any) -> Image.Image:
-        return load_image(self.root / self.paths[row].decode(), draft=self.contract.resize_size)
+        return load_image(self.root / os.fsdecode(self.paths[row]), draft=self.contract.resize_size)
 
     def where(self, i: int) -> str:
         return str(self.path(i))
 
     def key(self, i: int) -> str:
-        return f"{self.paths[self.rows[i]].decode()}\0{self.sizes[self.rows[i]]}"
+        name = self.paths[self.rows[i]].decode("utf-8", "backslashreplace")  # a non-UTF-8 file name hashes too
+        return f"{name}\0{self.sizes[self.rows[i]]}"
 
     def raw(self, i: int) -> bytes:
         path = self.path(i)
@@ -307,6 +308,15 @@ def _folder_split(
             "folders, or remove the validation folder to hold out a stratified split."
         )
         raise DataError(msg)
+    for name in found:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            msg = (
+                f"class folder {directory / name!r} has a name that is not valid UTF-8, and class names travel in the "
+                "manifest and the ONNX metadata as text; rename the folder."
+            )
+            raise DataError(msg) from None
     classes = found if classes is None else classes
     paths, sizes, labels = [], [], []
     for label, name in enumerate(classes):
@@ -346,7 +356,7 @@ def imagefolder(root: Path, contract: Preprocessing) -> Listing:
     files_seen: dict[tuple[int, int], Path] = {}
     for split, directory in layout:
         classes, paths, sizes, labels = _folder_split(directory, root, classes, files_seen)
-        rel = np.array([p.as_posix().encode() for p in paths], dtype=bytes)
+        rel = np.array([os.fsencode(p.as_posix()) for p in paths], dtype=bytes)  # any file name the OS allows
         sets[split] = FileImages(root, rel, np.array(sizes, np.int64), np.array(labels, np.int64), contract)
     assert classes is not None
     return Listing(classes, sets["train"], sets.get("val"), val_name)
