@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -185,16 +184,26 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
     assert err.strip() == "error: terminated (SIGTERM); nothing half-written is marked complete."
 
 
-def test_an_ascii_terminal_still_gets_the_message(tmp_path: Path) -> None:
+def test_an_ascii_terminal_still_gets_the_output(tmp_path: Path) -> None:
+    """Rich output (a table) and an error, both with non-ASCII text, on a terminal that only encodes ASCII."""
+    import yaml
+
+    from learngene_deploy.profile import shipped_profiles_dir
+
+    data = yaml.safe_load((shipped_profiles_dir() / "cpu-host.yaml").read_text())
+    data["description"] = "bôx"
+    folder = tmp_path / "données"
+    folder.mkdir()
+    (folder / "p.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
     env = {**os.environ, "PYTHONIOENCODING": "ascii"}
-    missing = tmp_path / "données" / "p.yaml"
-    result = subprocess.run(
-        [sys.executable, "-m", "learngene_deploy", "profiles", "show", str(missing)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert result.returncode == 1, result.stderr
-    assert result.stderr.startswith("error: profile file ") and "donn\\xe9es" in result.stderr
-    assert np.all([c.isascii() for c in result.stderr])
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "learngene_deploy", *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+
+    shown = run("profiles", "show", str(folder / "p.yaml"))
+    assert shown.returncode == 0, shown.stderr
+    assert "b\\xf4x" in shown.stdout
+    missing = run("profiles", "show", str(folder / "none.yaml"))
+    assert missing.returncode == 1 and "donn\\xe9es" in missing.stderr
+    assert "Traceback" not in shown.stderr + missing.stderr
