@@ -202,3 +202,22 @@ def test_user_text_is_never_parsed_as_console_markup(tmp_path: Path) -> None:
     info = CliRunner().invoke(app, ["learngene", "info", str(lg)])
     assert info.exit_code == 0, info.output
     assert "odd [/] dir/lg [bold].safetensors" in info.stdout.replace("\n", "")
+
+
+def test_the_stages_hint_keeps_its_own_rule() -> None:
+    from learngene_deploy.errors import ConfigError
+    from learngene_deploy.learngene.ldr import parse_stages
+
+    for genes, example in ((4, "1,2,4"), (3, "1,2,3"), (12, "1,2,4,8,12")):
+        with pytest.raises(ConfigError, match=rf"e\.g\. {example}\.$"):
+            parse_stages("1,2,4,4", genes, sct=False)
+        assert parse_stages(example, genes, sct=False)  # the hint itself is valid
+
+
+def test_a_learngene_path_that_is_a_directory_or_fifo_says_so(tmp_path: Path) -> None:
+    (tmp_path / "dir.safetensors").mkdir()
+    with pytest.raises(LearngeneError, match="is a directory"):
+        read_metadata(tmp_path / "dir.safetensors")
+    os.mkfifo(tmp_path / "fifo.safetensors")
+    with pytest.raises(LearngeneError, match="is not a regular file"):
+        read_metadata(tmp_path / "fifo.safetensors")

@@ -262,7 +262,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        msg = f"learngene file {path} does not exist; pass the path of a .safetensors file written by lgdeploy."
+        what = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        msg = f"learngene file {path} {what}; pass the path of a .safetensors file written by lgdeploy."
         raise LearngeneError(msg)
     try:
         with safe_open(str(path), framework="numpy") as f:  # the header only; "pt" would import torch
