@@ -205,3 +205,38 @@ def test_cli_verify_expect(art: Path, run_cli) -> None:
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "not the expected" in bad.stderr
     junk = run_cli("verify", str(art), "--expect", "abc")
     assert junk.returncode == 1 and "is not a sha256" in junk.stderr
+
+
+def _compiled_artifact(out: Path, profile_record: dict) -> Path:
+    """An artifact with an ONNX Runtime compiled model (what `lgdeploy bench` measures)."""
+    from learngene_deploy.backends import get_backend
+
+    with ArtifactWriter(out) as writer:
+        _tiny_onnx(writer.path / "model.onnx")
+        compiled = get_backend("onnxruntime").compile(writer.path / "model.onnx", writer.path, precision="fp32")
+        record = {**compiled.to_dict(), "model_path": "model.onnx", "source": "model.onnx", "files": ["model.onnx"]}
+        verdict = {"budget_ms": 1e9, "percentile": 50, "value_ms": 1.0, "basis": "predicted", "passed": True}
+        manifest = {
+            "profile": profile_record,
+            "compile": record,
+            "latency": {"predicted_ms": 1.0, "measured_ms": None},
+            "budgets": {"latency": verdict},
+        }
+        return writer.finalize(manifest)
+
+
+def test_bench_judges_against_the_profile_not_the_manifests_budgets(tmp_path: Path) -> None:
+    """A manifest claiming the shipped cpu-host profile but a 1e9 ms budget is judged by cpu-host's real budget."""
+    from learngene_deploy.artifact.store import bench_artifact
+    from learngene_deploy.profile import load_profile
+
+    real = load_profile("cpu-host")
+    forged = {"latency_ms": 1e9, "percentile": 50, "batch": 2}
+    runtime = {"backend": "onnxruntime", "precision": "fp32", "threads": 1, "execution_provider": None}
+    profile = {"name": "cpu-host", "sha256": real.sha256, "runtime": runtime, "budgets": forged}
+    out = _compiled_artifact(tmp_path / "art", profile)
+    with pytest.raises(ArtifactError, match="is not the profile this artifact was built with"):
+        bench_artifact(out, runs=3, rounds=1, profile="raspberry-pi-5")
+    verdict = bench_artifact(out, runs=3, rounds=1).latency_verdict
+    assert verdict["budget_ms"] == real.budgets.latency_ms and verdict["percentile"] == real.budgets.percentile
+    assert verdict["budget_source"].startswith("profile cpu-host")

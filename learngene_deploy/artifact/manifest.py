@@ -242,16 +242,29 @@ class Manifest(dict[str, Any]):
         return self.get("target_benchmarks", [])
 
     # --- the one update after a build --------------------------------------------------------------------------
-    def record_target_benchmark(self, record: dict[str, Any], *, where: str | None = None) -> None:
+    def record_target_benchmark(
+        self,
+        record: dict[str, Any],
+        *,
+        where: str | None = None,
+        budgets: BudgetsRecord | None = None,
+        budget_source: str | None = None,
+    ) -> None:
         """Append a target measurement and let it decide the latency verdict (see :func:`verdict.judge_measured`).
 
         Args:
             record: ``{"measured": ISO time, "host": facts of the measuring machine, "stats": LatencyStats dict, ...}``.
             where: how the verdict's basis names the device (default: the record's host name).
+            budgets: the budgets to judge against, from the profile (:func:`store.trusted_budgets`); default: the
+                manifest's own record.
+            budget_source: where ``budgets`` came from, kept in the verdict.
         """
         from learngene_deploy.artifact.verdict import judge_measured
 
-        budgets = self.budgets
+        budgets = budgets or self.budgets
+        self.latency_verdict.update(budget_ms=budgets.latency_ms, percentile=budgets.percentile)
+        if budget_source is not None:
+            self.latency_verdict["budget_source"] = budget_source
         measured = record["stats"][budgets.latency_key]
         self.setdefault("target_benchmarks", []).append(record)
         self["latency"]["measured_ms"] = measured

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from learngene_deploy.artifact.manifest import Manifest
+from learngene_deploy.artifact.manifest import BudgetsRecord, Manifest
 from learngene_deploy.artifact.writer import files_table
 from learngene_deploy.errors import ArtifactError
 
@@ -180,8 +180,42 @@ def require_compiled(root: Path, manifest: Manifest) -> None:
         raise ArtifactError(msg)
 
 
+def trusted_budgets(manifest: Manifest, profile: str | Path | None = None) -> tuple[BudgetsRecord, str]:
+    """The budgets a target measurement is judged against, from a profile rather than the manifest under check.
+
+    With ``profile`` (a shipped name or a .yaml file) its sha256 must be the one the manifest records. Without, the
+    shipped profile with that sha256 is used; only when none matches (a profile file that is not shipped) does the
+    manifest's own record decide, and the verdict says so.
+
+    Raises:
+        ArtifactError: ``profile`` is not the profile the artifact was built for.
+    """
+    from learngene_deploy.profile import list_profiles, load_profile
+
+    claimed = manifest.section("profile").get("sha256")
+    if profile is not None:
+        p = load_profile(profile)
+        if p.sha256 != claimed:
+            msg = (
+                f"--profile {profile} (sha256 {p.sha256[:12]}...) is not the profile this artifact was built with "
+                f"(sha256 {str(claimed)[:12]}...); pass that profile, or rebuild the artifact for this one."
+            )
+            raise ArtifactError(msg)
+    else:
+        p = next((q for q in map(load_profile, list_profiles()) if q.sha256 == claimed), None)
+        if p is None:
+            return manifest.budgets, "the artifact's manifest (its profile is not shipped; pass --profile FILE)"
+    b = p.budgets
+    return BudgetsRecord(b.latency_ms, b.percentile, b.batch), f"profile {p.name} (sha256 {p.sha256[:12]}...)"
+
+
 def record_target_benchmark(
-    root: Path, manifest: Manifest, record: dict[str, Any], *, where: str | None = None
+    root: Path,
+    manifest: Manifest,
+    record: dict[str, Any],
+    *,
+    where: str | None = None,
+    profile: str | Path | None = None,
 ) -> Manifest:
     """Append a target measurement to the manifest, let it decide the latency verdict, rewrite the manifest atomically.
 
@@ -192,7 +226,8 @@ def record_target_benchmark(
         where: how the verdict's basis names the device (default: the record's host name).
     """
     manifest = manifest if isinstance(manifest, Manifest) else Manifest(manifest)
-    manifest.record_target_benchmark(record, where=where)
+    budgets, source = trusted_budgets(manifest, profile)
+    manifest.record_target_benchmark(record, where=where, budgets=budgets, budget_source=source)
     try:
         manifest.save(root)
     except OSError as e:  # a read-only artifact: say what was measured, so the minutes spent are not lost
@@ -207,7 +242,10 @@ def record_target_benchmark(
 
 
 def measure_and_record(
-    artifact_dir: str | Path, measure: Callable[[Path, Manifest], tuple[dict[str, Any], str | None]]
+    artifact_dir: str | Path,
+    measure: Callable[[Path, Manifest], tuple[dict[str, Any], str | None]],
+    *,
+    profile: str | Path | None = None,
 ) -> Manifest:
     """Verify an artifact, require its compiled model, measure it and record the measurement in its manifest.
 
@@ -224,11 +262,14 @@ def measure_and_record(
     root = Path(artifact_dir)
     manifest = verify_artifact(root)
     require_compiled(root, manifest)
+    trusted_budgets(manifest, profile)  # a wrong --profile is refused before minutes of measuring
     record, where = measure(root, manifest)
-    return record_target_benchmark(root, manifest, record, where=where)
+    return record_target_benchmark(root, manifest, record, where=where, profile=profile)
 
 
-def bench_artifact(artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3) -> Manifest:
+def bench_artifact(
+    artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3, profile: str | Path | None = None
+) -> Manifest:
     """Benchmark an artifact on this machine (meant to be the target) and record it in the manifest.
 
     The measurement replaces the prediction in the latency verdict; the manifest is rewritten atomically
@@ -249,4 +290,4 @@ def bench_artifact(artifact_dir: str | Path, *, runs: int = 50, rounds: int = 3)
         )
         return {"measured": utc_now(), "host": host_facts(), "stats": stats.to_dict()}, None
 
-    return measure_and_record(artifact_dir, here)
+    return measure_and_record(artifact_dir, here, profile=profile)

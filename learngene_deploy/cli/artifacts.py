@@ -82,6 +82,15 @@ def bench_command(
         str | None,
         typer.Option("--perf-test", help="With --adb: path of the onnxruntime_perf_test binary on the device."),
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            "-p",
+            help="The profile the artifact was built with, whose budgets judge the measurement (default: the shipped "
+            "profile with the sha256 the manifest records).",
+        ),
+    ] = None,
 ) -> None:
     """Benchmark an artifact on the target (this machine, --host over SSH, or --adb) and record it in its manifest."""
     from learngene_deploy.errors import ConfigError
@@ -114,19 +123,26 @@ def bench_command(
             ssh_options=ssh_option or (),
             keep_remote=keep_remote,
             log=lambda line: typer.echo(line, err=True),
+            profile=profile,
         )
         where = f"on {host}"
     elif adb is not None:
         from learngene_deploy.remote import bench_over_adb
 
         manifest = bench_over_adb(
-            artifact, adb, perf_test=perf_test, runs=runs, rounds=rounds, log=lambda line: typer.echo(line, err=True)
+            artifact,
+            adb,
+            perf_test=perf_test,
+            runs=runs,
+            rounds=rounds,
+            log=lambda line: typer.echo(line, err=True),
+            profile=profile,
         )
         where = f"on {manifest.target_benchmarks[-1]['host']['hostname']}"
     else:
         from learngene_deploy.artifact.store import bench_artifact
 
-        manifest = bench_artifact(artifact, runs=runs, rounds=rounds)
+        manifest = bench_artifact(artifact, runs=runs, rounds=rounds, profile=profile)
     stats = manifest.target_benchmarks[-1]["stats"]
     verdict = manifest.latency_verdict
     throughput = f"{stats['throughput_ips']:.0f} images/s" if stats.get("throughput_ips") else "throughput unknown"

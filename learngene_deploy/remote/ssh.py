@@ -256,6 +256,7 @@ def bench_over_ssh(
     keep_remote: bool = False,
     timeout_s: float = 1800.0,
     log: Log = quiet,
+    profile: str | Path | None = None,
 ) -> Manifest:
     """Benchmark an artifact on an edge box over SSH and record the box's measurement in the local manifest.
 
@@ -269,6 +270,8 @@ def bench_over_ssh(
         ssh_options: extra ``KEY=VALUE`` options for ssh and scp.
         keep_remote: leave the copy on the box (it is removed by default).
         timeout_s: limit for each ssh/scp call.
+        profile: the profile the artifact was built with (its budgets judge the measurement; default: the shipped
+            profile the manifest names by sha256).
         log: receives one line per step.
 
     Returns:
@@ -287,4 +290,4 @@ def bench_over_ssh(
         timeout_s=timeout_s,
         log=log,
     )
-    return bench_on(target, artifact_dir, runs=runs, rounds=rounds)
+    return bench_on(target, artifact_dir, runs=runs, rounds=rounds, profile=profile)
