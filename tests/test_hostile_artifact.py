@@ -240,3 +240,10 @@ def test_bench_judges_against_the_profile_not_the_manifests_budgets(tmp_path: Pa
     verdict = bench_artifact(out, runs=3, rounds=1).latency_verdict
     assert verdict["budget_ms"] == real.budgets.latency_ms and verdict["percentile"] == real.budgets.percentile
     assert verdict["budget_source"].startswith("profile cpu-host")
+
+
+def test_golden_images_that_do_not_fit_the_model_are_one_sentence(art: Path) -> None:
+    np.savez(art / "golden.npz", images=np.zeros((4, 3, 5, 5), np.float32), logits=np.zeros((4, 5), np.float32))
+    _rehash(art)
+    with pytest.raises(ArtifactError, match=r"cannot run the golden images of shape \(4, 3, 5, 5\)"):
+        recheck_artifact(art)

@@ -77,3 +77,23 @@ def test_load_image_never_reads_a_fifo_or_a_device(tmp_path: Path) -> None:
     (tmp_path / "zero.png").symlink_to("/dev/zero")
     with pytest.raises(DataError, match="not a regular file"):
         load_image(tmp_path / "zero.png")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("classes.json", "[" * 50_000 + "]" * 50_000, "nested too deeply"),
+        ("classes.json", '{"cat": "zero"}', "neither a list of names nor a name -> index map"),
+        ("classes.txt", b"\xff\xfe", "write it as UTF-8 text"),
+    ],
+)
+def test_class_lists_of_shards_are_checked(tmp_path: Path, name: str, content: object, fragment: str) -> None:
+    from learngene_deploy.data.sources import _read_classes
+
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else str(content).encode())
+    with pytest.raises(DataError, match=fragment):
+        _read_classes(tmp_path)
+    path.unlink()
+    (tmp_path / "classes.json").write_text('{"cat": "1", "dog": 0}')
+    assert _read_classes(tmp_path) == ["dog", "cat"]

@@ -160,7 +160,21 @@ def recheck_artifact(
         tolerance = dataclasses.replace(tolerance, max_abs=max_abs)
     if min_agreement is not None:
         tolerance = dataclasses.replace(tolerance, top1_agreement=min_agreement)
-    result = compare(logits, runner.run(images), reference="pytorch (golden)", candidate=name, tolerance=tolerance)
+    try:
+        outputs = runner.run(images.astype(np.float32, copy=False))
+    except Exception as e:  # the runtime's own error types (shape, dtype): the golden file does not fit the model
+        msg = (
+            f"artifact {root}: {name} cannot run the golden images of shape {images.shape} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); rebuild the artifact with `lgdeploy build`."
+        )
+        raise ArtifactError(msg) from e
+    if np.shape(outputs) != logits.shape:
+        msg = (
+            f"artifact {root}: {name} returns logits of shape {np.shape(outputs)} for the golden images, but the "
+            f"golden logits have shape {logits.shape}; rebuild the artifact with `lgdeploy build`."
+        )
+        raise ArtifactError(msg)
+    result = compare(logits, outputs, reference="pytorch (golden)", candidate=name, tolerance=tolerance)
     gate(result)
     return result.to_dict()
 

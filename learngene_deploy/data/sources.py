@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from learngene_deploy._fs import read_regular
 from learngene_deploy.data.contract import MAX_IMAGE_BYTES, EvalTransform, Preprocessing, eval_transform, load_image
 from learngene_deploy.errors import DataError
 
@@ -440,16 +441,32 @@ def huggingface(root: Path, contract: Preprocessing, image_column: str | None, l
 
 def _read_classes(directory: Path) -> list[str] | None:
     """``classes.txt`` (one name a line, line i = class i) or ``classes.json`` (a list, or a name -> index map)."""
-    if (directory / "classes.txt").is_file():
-        return [line.strip() for line in (directory / "classes.txt").read_text().splitlines() if line.strip()]
-    if (directory / "classes.json").is_file():
-        value = json.loads((directory / "classes.json").read_text())
-        if isinstance(value, dict):
-            return [name for name, _ in sorted(value.items(), key=lambda kv: int(kv[1]))]
-        if isinstance(value, list):
-            return [str(v) for v in value]
-        raise DataError(f"{directory / 'classes.json'} is neither a list of names nor a name -> index map; fix it.")
+    for name in ("classes.txt", "classes.json"):
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            text = read_regular(path, limit=MAX_CLASSES_BYTES).decode("utf-8")
+            if name == "classes.txt":
+                return [line.strip() for line in text.splitlines() if line.strip()]
+            value = json.loads(text)
+            if isinstance(value, dict) and all(_index_like(v) for v in value.values()):
+                return [n for n, _ in sorted(value.items(), key=lambda kv: int(kv[1]))]
+            if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
+                return [str(v) for v in value]
+        except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            why = "nested too deeply" if isinstance(e, RecursionError) else e
+            raise DataError(f"cannot read {path} ({why}); write it as UTF-8 text (one class name a line).") from e
+        raise DataError(f"{path} is neither a list of names nor a name -> index map; fix it.")
     return None
+
+
+MAX_CLASSES_BYTES = 16 << 20
+
+
+def _index_like(value: Any) -> bool:
+    """A class index in classes.json: an integer, or a string of digits."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isdigit())
 
 
 def _index_shard(path: Path) -> tuple[list[tuple[int, int]], list[str], list[str]]:
