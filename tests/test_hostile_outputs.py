@@ -119,3 +119,36 @@ def test_calibrate_out_is_checked_before_calibrating(kind: str, tmp_path: Path) 
     assert expected[kind] in result.stderr and "calibrating" not in result.stderr
     if before is not None:
         assert target.read_bytes() == before, "the user's profile is untouched"
+
+
+@pytest.mark.slow
+def test_build_prints_and_returns_the_manifest_digest(tmp_path: Path) -> None:
+    """The trust anchor: the digest the build reports is the manifest's sha256, and `verify --expect` accepts it."""
+    import torch
+
+    from learngene_deploy.artifact.store import manifest_sha256, verify_artifact
+    from learngene_deploy.build.pipeline import BuildOptions, build
+    from learngene_deploy.learngene.io import save_learngene
+    from learngene_deploy.learngene.ldr import LDRGenerator
+    from learngene_deploy.models.vit import ArchSpec
+
+    torch.manual_seed(0)
+    arch = ArchSpec(img_size=16, patch_size=8, in_chans=3, num_classes=10, embed_dim=16, depth=2, num_heads=2)
+    lg = save_learngene(tmp_path / "lg.safetensors", LDRGenerator(arch, 1), accuracy=[{"depth": 2, "genes": 1}])
+    lines: list[str] = []
+    opts = BuildOptions(
+        profile="cpu-host",
+        learngene=str(lg),
+        data="digits",
+        finetune_steps=1,
+        finetune_batch=16,
+        out=tmp_path / "art",
+        verify_images=32,
+        bench_runs=3,
+        bench_rounds=1,
+        bench_min_time_s=0.01,
+    )
+    result = build(opts, log=lambda _stage, msg: lines.append(msg))
+    assert result.manifest_sha256 == manifest_sha256(result.out_dir)
+    assert any(f"manifest sha256 {result.manifest_sha256}" in line for line in lines)
+    verify_artifact(result.out_dir, expect=result.manifest_sha256)

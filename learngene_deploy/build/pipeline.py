@@ -130,9 +130,8 @@ def _run(
         final = writer.finalize(manifest)
     verdict = manifest["budgets"]
     summary = "; ".join(f"{name} {'ok' if v['passed'] else 'MISSED'}" for name, v in verdict.items())
-    log("artifact", f"{final} (budgets: {summary})")
+    digest = manifest_sha256(final)  # the trust anchor outside the manifest: `lgdeploy verify DIR --expect DIGEST`
+    log("artifact", f"{final} (budgets: {summary}; manifest sha256 {digest}, check with `verify --expect`)")
     if "note" in verdict["latency"]:
         log("artifact", f"latency budget missed: {verdict['latency']['note']}")
-    digest = manifest_sha256(final)
-    log("artifact", f"manifest sha256 {digest} (check a copy with `lgdeploy verify DIR --expect {digest}`)")
     return BuildResult(out_dir=final, manifest=manifest, skipped=runtime.skipped, manifest_sha256=digest)
