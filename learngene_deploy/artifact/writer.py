@@ -112,7 +112,11 @@ def _protected(path: Path) -> str | None:
     cwd = Path.cwd().resolve()
     if resolved == Path(resolved.anchor):
         return "the filesystem root"
-    if resolved == Path.home().resolve():
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry
+        home = None
+    if resolved == home:
         return "your home directory"
     if resolved == cwd or resolved in cwd.parents:
         return "the working directory" if resolved == cwd else "a directory above the working directory"
