@@ -221,3 +221,19 @@ def test_a_learngene_path_that_is_a_directory_or_fifo_says_so(tmp_path: Path) ->
     os.mkfifo(tmp_path / "fifo.safetensors")
     with pytest.raises(LearngeneError, match="is not a regular file"):
         read_metadata(tmp_path / "fifo.safetensors")
+
+
+def test_learngene_info_json_is_valid_json_even_with_nan_provenance(
+    learngene: tuple[dict[str, torch.Tensor], Path],
+) -> None:
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+
+    tensors, path = learngene
+    meta = read_metadata(path)
+    meta["training"] = {"final_loss": float("nan"), "wall_time_s": float("inf")}
+    _rewrite(path, tensors, meta)
+    result = CliRunner().invoke(app, ["learngene", "info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["training"] == {"final_loss": None, "wall_time_s": None}

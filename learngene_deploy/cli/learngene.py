@@ -59,7 +59,9 @@ def info(
 
     meta = read_metadata(resolve_learngene(file))
     if as_json:
-        typer.echo(json.dumps(meta, indent=2))
+        from learngene_deploy.cli.select import finite
+
+        typer.echo(json.dumps(finite(meta), indent=2, allow_nan=False))  # JSON has no NaN; scripts parse this
         return
     from rich.markup import escape
 

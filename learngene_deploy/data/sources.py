@@ -167,7 +167,12 @@ class HFImages(ImageDataset):
 
     def _bytes(self, row: int) -> bytes:
         record = self.table[int(row)][self.column]
-        return record["bytes"] if record["bytes"] is not None else Path(record["path"]).read_bytes()
+        if record["bytes"] is not None:
+            return record["bytes"]
+        try:
+            return read_regular(record["path"], limit=MAX_IMAGE_BYTES)  # a path may name a FIFO or /dev/zero
+        except ValueError as e:
+            raise DataError(f"cannot read image {record['path']} ({e}); remove it from the dataset.") from e
 
     def _read(self, row: Any) -> Image.Image:
         where = f"{self.split}[{row}] of {self.root}"
@@ -495,6 +500,12 @@ def _index_shard(path: Path) -> tuple[list[tuple[int, int]], list[str], list[str
                 if ext == "cls":
                     labels[key] = tar.extractfile(member).read().decode().strip()  # type: ignore[union-attr]
                 elif "." + ext in IMAGE_EXTENSIONS and key not in images:
+                    if member.size > MAX_IMAGE_BYTES:
+                        msg = (
+                            f"{member.name} in shard {path} is {member.size} bytes, more than an image may be "
+                            f"({MAX_IMAGE_BYTES} bytes); write the shard without it."
+                        )
+                        raise DataError(msg)
                     images[key] = (member.offset_data, member.size)
     except (OSError, tarfile.TarError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read the tar shard {path} ({e}); write the shard again (plain .tar, no gzip).") from e
