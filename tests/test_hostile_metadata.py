@@ -237,3 +237,22 @@ def test_learngene_info_json_is_valid_json_even_with_nan_provenance(
     result = CliRunner().invoke(app, ["learngene", "info", str(path), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["training"] == {"final_loss": None, "wall_time_s": None}
+
+
+@pytest.mark.parametrize("where", ["sizes", "accuracy", "no-sizes"])
+def test_sizes_beyond_the_learngenes_in_the_file_are_refused(
+    learngene: tuple[dict[str, torch.Tensor], Path], where: str
+) -> None:
+    tensors, path = learngene
+    meta = read_metadata(path)
+    meta.pop("sizes", None)
+    if where == "sizes":
+        meta["sizes"] = {"genes": [1, 2, 5]}
+    elif where == "accuracy":
+        meta["accuracy"] = [{"depth": 1, "genes": 7, "top1": 0.5}]
+    _rewrite(path, tensors, meta)
+    if where == "no-sizes":
+        assert read_metadata(path)["method"] == "ldr"
+        return
+    with pytest.raises(LearngeneError, match=r"more than the 2 learngenes of 'generator\.genes'"):
+        read_metadata(path)

@@ -146,7 +146,14 @@ def check_metadata(meta: Any, path: Path) -> None:
         check_depth(meta)
         checked = load_dataclass(LearngeneMeta, meta)
         generator_schema = LdrGeneratorMeta if checked.method == "ldr" else LetsGeneratorMeta
-        load_dataclass(generator_schema, checked.generator, prefix="generator.")
+        generator = load_dataclass(generator_schema, checked.generator, prefix="generator.")
+        if isinstance(generator, LdrGeneratorMeta):  # a size may use at most the learngenes the file holds
+            claimed = [("sizes.genes", g) for g in ((checked.sizes.genes if checked.sizes else None) or [])]
+            claimed += [(f"accuracy[{i}].genes", r.genes) for i, r in enumerate(checked.accuracy or []) if r.genes]
+            for key, genes in claimed:
+                if genes > generator.genes:
+                    msg = f"'{key}' is {genes}, more than the {generator.genes} learngenes of 'generator.genes'"
+                    raise SchemaError(key, msg)
         grid = checked.sizes
         if grid is not None and grid.depth is not None:
             depths = (grid.depth.max or checked.arch.depth) - grid.depth.min + 1
