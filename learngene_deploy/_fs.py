@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,3 +38,25 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_regular(path: str | Path, *, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, never blocking on a FIFO or reading a device.
+
+    A symlink to a regular file is read; one to ``/dev/zero``, a FIFO, a socket or a directory is not.
+
+    Raises:
+        ValueError: not a regular file, or larger than ``limit`` (the message says which).
+        OSError: the file cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_size > limit:
+            raise ValueError(f"{st.st_size} bytes, more than the {limit}-byte limit")
+        data = f.read(limit + 1)
+    if len(data) > limit:  # it grew while being read
+        raise ValueError(f"more than the {limit}-byte limit")
+    return data

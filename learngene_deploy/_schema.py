@@ -36,6 +36,7 @@ def spec(
     le: float | None = None,
     pattern: str | None = None,
     choices: tuple[str, ...] | None = None,
+    max_items: int | None = None,
     loaded: bool = True,
 ) -> Any:
     """Declare a dataclass field with its help text and constraints.
@@ -48,9 +49,19 @@ def spec(
         le: value must be less than or equal to this.
         pattern: a string value must match this regular expression (whole string).
         choices: an open string field restricted to these values (closed sets use ``Literal``).
+        max_items: a list field holds at most this many items (each item meets the other constraints).
         loaded: False for fields computed by the loader rather than read from the file.
     """
-    meta = {"help": help, "gt": gt, "ge": ge, "le": le, "pattern": pattern, "choices": choices, "loaded": loaded}
+    meta = {
+        "help": help,
+        "gt": gt,
+        "ge": ge,
+        "le": le,
+        "pattern": pattern,
+        "choices": choices,
+        "max_items": max_items,
+        "loaded": loaded,
+    }
     if default is MISSING:
         return field(metadata=meta)
     return field(default=default, metadata=meta)
@@ -61,8 +72,10 @@ def _type_name(tp: Any) -> str:
         return "null"
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or get_origin(tp) is dict:
         return "a mapping"
+    if get_origin(tp) is list:
+        return f"a list of {_type_name(get_args(tp)[0])}"
     if _is_union(tp):
         return " or ".join(_type_name(a) for a in get_args(tp))
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
@@ -121,6 +134,23 @@ def _convert(tp: Any, value: Any, key: str, f: Field[Any] | None) -> Any:
             msg = f"'{key}' must be a mapping of keys to values, got {_describe(value)}"
             raise SchemaError(key, msg)
         return load_dataclass(tp, value, prefix=f"{key}.")  # type: ignore[arg-type]
+    if tp is Any:
+        return value
+    if get_origin(tp) is dict:  # a free-form mapping (provenance): only its type is checked
+        if not isinstance(value, dict):
+            msg = f"'{key}' must be a mapping of keys to values, got {_describe(value)}"
+            raise SchemaError(key, msg)
+        return value
+    if get_origin(tp) is list:
+        if not isinstance(value, list):
+            msg = f"'{key}' must be {_type_name(tp)}, got {_describe(value)}"
+            raise SchemaError(key, msg)
+        limit = f.metadata.get("max_items") if f is not None else None
+        if limit is not None and len(value) > limit:
+            msg = f"'{key}' holds {len(value)} items, more than the {limit} allowed"
+            raise SchemaError(key, msg)
+        (item,) = get_args(tp)
+        return [_convert(item, v, f"{key}[{i}]", f) for i, v in enumerate(value)]
     if tp is bool:
         if not isinstance(value, bool):
             msg = f"'{key}' must be true or false, got {_describe(value)}"
@@ -217,3 +247,68 @@ def dump_dataclass(obj: Any) -> dict[str, Any]:
         value = getattr(obj, f.name)
         out[f.name] = dump_dataclass(value) if dataclasses.is_dataclass(value) else value
     return out
+
+
+def check_depth(value: Any, limit: int = 32) -> None:
+    """Refuse data nested deeper than ``limit`` mappings/lists (iteratively: a hostile file cannot overflow the stack).
+
+    Raises:
+        SchemaError: naming the depth limit.
+    """
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    msg = f"the data is nested more than {limit} levels deep, deeper than any valid file"
+                    raise SchemaError("", msg)
+                stack.append((child, depth + 1))
+
+
+# YAML 1.1 (PyYAML) reads 1.0e308 and 1e3 as strings (its float needs a signed exponent); YAML 1.2 and every
+# JSON reader take them as numbers, which is what a person writing a profile means.
+_YAML_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely and strictly: no tags beyond the safe ones, a duplicated key is an error (PyYAML would keep
+    the last value silently), numbers with an unsigned exponent are numbers, and nesting is limited.
+
+    Raises:
+        yaml.YAMLError: a syntax error or a duplicated key (with its line).
+        SchemaError: nested too deeply.
+    """
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicated key {key!r} (a key may appear once per mapping)", key_node.start_mark
+                )
+            seen[key] = True
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    StrictLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_FLOAT, list("-+0123456789."))
+    try:
+        data = yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass
+    except RecursionError as e:
+        raise SchemaError("", "the data is nested too deeply to be a valid file") from e
+    check_depth(data)
+    return data

@@ -83,7 +83,7 @@ class RuntimeSpec:
     backend: BackendName = spec("inference runtime")
     precision: Precision = spec("numeric precision of the compiled model")
     version: str | None = spec("PEP 440 version specifier the target runtime must satisfy", default=None)
-    threads: int | None = spec("intra-op CPU threads; null = runtime default", default=None, ge=1)
+    threads: int | None = spec("intra-op CPU threads; null = runtime default", default=None, ge=1, le=1024)
     execution_provider: str | None = spec(
         "ONNX Runtime execution provider", default=None, choices=ORT_EXECUTION_PROVIDERS
     )
@@ -211,24 +211,31 @@ def load_profile_file(path: str | Path) -> DeviceProfile:
     """Load and validate one profile file."""
     import yaml
 
+    from learngene_deploy._fs import read_regular
+    from learngene_deploy._schema import load_yaml
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         msg = (
             f"profile file {path} does not exist; pass a path to a .yaml profile "
             "or a shipped name (`lgdeploy profiles list`)."
         )
         raise ProfileError(msg)
-    raw = path.read_bytes()
-    if len(raw) > MAX_PROFILE_BYTES:
-        msg = f"{path} is {len(raw)} bytes, larger than any profile can be ({MAX_PROFILE_BYTES} bytes); check the path."
-        raise ProfileError(msg)
+    try:
+        raw = read_regular(path, limit=MAX_PROFILE_BYTES)
+    except (OSError, ValueError) as e:
+        why = "a directory" if path.is_dir() else getattr(e, "strerror", None) or str(e)
+        msg = f"profile {path} cannot be read ({why}); pass a .yaml profile file of at most {MAX_PROFILE_BYTES} bytes."
+        raise ProfileError(msg) from e
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         msg = f"{path} is not UTF-8 text (byte {e.start}); a profile is a UTF-8 YAML file."
         raise ProfileError(msg) from e
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except SchemaError as e:
+        raise ProfileError(f"{path}: {e}; a profile is a flat YAML mapping a few levels deep.") from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

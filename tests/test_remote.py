@@ -400,3 +400,39 @@ def test_cli_rejects_mixed_targets(artifact: Path) -> None:
     result = runner.invoke(app, ["bench", str(artifact), "--remote-dir", "/x"])
     assert result.exit_code == 1 and "--remote-dir only apply with --host" in result.stderr
     assert json.loads((artifact / MANIFEST).read_text()).get("target_benchmarks") is None
+
+
+def test_ssh_copies_only_the_listed_files(sshd: dict, artifact: Path, tmp_path: Path) -> None:
+    """Issue 21: the copy is the manifest and its listed files, one scp per directory, never `scp -r`."""
+    from learngene_deploy.artifact import files_table
+
+    art = _copy(artifact, tmp_path / "art")
+    (art / "extras").mkdir()
+    (art / "extras" / "labels.txt").write_text("a\nb\n")
+    manifest = json.loads((art / MANIFEST).read_text())
+    manifest["files"] = files_table(art)
+    (art / MANIFEST).write_text(json.dumps(manifest))
+    remote_dir = tmp_path / "remote"
+    bench_over_ssh(
+        art,
+        sshd["host"],
+        runs=3,
+        rounds=1,
+        remote_python=sys.executable,
+        remote_dir=str(remote_dir),
+        ssh_options=sshd["options"],
+        keep_remote=True,
+    )
+    copied = sorted(
+        p.relative_to(remote_dir / "art").as_posix() for p in (remote_dir / "art").rglob("*") if p.is_file()
+    )
+    assert copied == sorted([*manifest["files"], MANIFEST])
+
+
+def test_a_symlink_in_the_artifact_is_refused_before_anything_is_copied(artifact: Path, tmp_path: Path) -> None:
+    from learngene_deploy.errors import ArtifactError
+
+    art = _copy(artifact, tmp_path / "art")
+    (art / "home").symlink_to(Path.home(), target_is_directory=True)
+    with pytest.raises(ArtifactError, match="holds home, which is a symbolic link"):
+        bench_over_ssh(art, "nobody@host.invalid", runs=1, rounds=1)

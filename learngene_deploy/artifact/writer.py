@@ -10,14 +10,15 @@ and ``verify_artifact`` detects any file changed after the fact.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from learngene_deploy._fs import sha256_file
 from learngene_deploy._version import __version__
 from learngene_deploy.errors import ArtifactError, os_error_message
 from learngene_deploy.facts import utc_now
@@ -28,14 +29,56 @@ PARTIAL_MARK = ".partial-"
 REPLACED_MARK = ".replaced-"
 
 
+def _kind(mode: int) -> str | None:
+    """What a non-regular, non-directory entry is (``None`` for a regular file or a directory)."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a device or other special file")
+
+
+def _hash_regular(path: Path) -> tuple[str, int]:
+    """sha256 and size of a regular file, opened without following a symlink or blocking on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(fd).st_size
+        digest = hashlib.sha256()
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest(), size
+
+
 def files_table(root: Path) -> dict[str, dict[str, Any]]:
-    """sha256 and size of every file under ``root`` except the manifest, keyed by relative POSIX path."""
+    """sha256 and size of every file under ``root`` except the manifest, keyed by relative POSIX path.
+
+    An artifact is closed: it holds only regular files and directories. Symbolic links (to files or directories),
+    FIFOs, sockets and devices are refused, never followed or read.
+
+    Raises:
+        ArtifactError: an entry is not a regular file or a directory, or a directory cannot be listed.
+    """
+    root = Path(root)
+
+    def unreadable(e: OSError) -> None:
+        raise ArtifactError(f"cannot list {e.filename} in artifact {root} ({e.strerror}); check its permissions.")
+
     table = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        if rel != MANIFEST:
-            table[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    return table
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):  # never enters a directory symlink
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            mode = path.lstat().st_mode
+            kind = _kind(mode)
+            if kind is not None:
+                msg = (
+                    f"artifact {root} holds {rel}, which is {kind}; an artifact holds only regular files and "
+                    "directories, so remove it (or rebuild the artifact)."
+                )
+                raise ArtifactError(msg)
+            if stat.S_ISREG(mode) and rel != MANIFEST:
+                digest, size = _hash_regular(path)
+                table[rel] = {"sha256": digest, "bytes": size}
+    return dict(sorted(table.items()))
 
 
 def _umask() -> int:
@@ -43,6 +86,90 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def is_artifact(path: Path) -> bool:
+    """Whether ``path`` is a directory that lgdeploy wrote: a real directory holding a regular ``manifest.json``
+    with the manifest's schema and file table (read with a size cap, never following a symlink)."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            return False
+        manifest = path / MANIFEST
+        st = manifest.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 32 << 20:
+            return False
+        data = json.loads(manifest.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return (
+        isinstance(data, dict) and data.get("schema_version") == MANIFEST_SCHEMA and isinstance(data.get("files"), dict)
+    )
+
+
+def _protected(path: Path) -> str | None:
+    """Why ``path`` may never be replaced (the root, the home directory, the working directory or one above it)."""
+    resolved = path.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == Path(resolved.anchor):
+        return "the filesystem root"
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry
+        home = None
+    if resolved == home:
+        return "your home directory"
+    if resolved == cwd or resolved in cwd.parents:
+        return "the working directory" if resolved == cwd else "a directory above the working directory"
+    return None
+
+
+NAME_MAX = 255  # the usual limit of one path component (ext4, xfs, btrfs, APFS)
+
+
+def check_output(out_dir: str | Path, *, force: bool, option: str = "--out") -> None:
+    """Refuse an output directory that must not be written or replaced, before any work starts.
+
+    Without ``force`` the directory must not exist. With ``force`` it may be replaced only when it is an lgdeploy
+    artifact (it holds a manifest lgdeploy wrote) or an empty directory, and never when it is the filesystem root,
+    the home directory or the working directory (or one above it). A symbolic link and a name too long for the
+    filesystem are refused either way.
+
+    Raises:
+        ArtifactError: one sentence naming the directory and what to do.
+    """
+    out_dir = Path(out_dir)
+    protected = _protected(out_dir)
+    if protected is not None:
+        msg = (
+            f"{option} {out_dir} is {protected}, which lgdeploy never writes into or replaces; pass a new "
+            f"directory such as {option} artifacts/NAME."
+        )
+        raise ArtifactError(msg)
+    if out_dir.is_symlink():
+        msg = f"{option} {out_dir} is a symbolic link; pass the directory itself or a new path."
+        raise ArtifactError(msg)
+    room = NAME_MAX - len(f".{PARTIAL_MARK}XXXXXXXX") - 1
+    if len(os.fsencode(out_dir.name)) > room:
+        msg = (
+            f"{option} name {out_dir.name[:40]}... is longer than {room} bytes, more than a file name can hold; "
+            "choose a shorter name."
+        )
+        raise ArtifactError(msg)
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ArtifactError(f"output path {out_dir} exists and is not a directory; choose another {option}.")
+    if not force:
+        msg = f"output directory {out_dir} already exists; pass --force to replace it or choose another {option}."
+        if not is_artifact(out_dir) and any(out_dir.iterdir()):
+            msg = f"output directory {out_dir} already exists and is not an lgdeploy artifact; choose another {option}."
+        raise ArtifactError(msg)
+    if not is_artifact(out_dir) and any(out_dir.iterdir()):
+        msg = (
+            f"{option} {out_dir} is a directory that lgdeploy did not write (it has no lgdeploy manifest), so --force "
+            f"will not replace it; choose a new or empty directory for {option}."
+        )
+        raise ArtifactError(msg)
 
 
 class ArtifactWriter:
@@ -57,12 +184,7 @@ class ArtifactWriter:
     def __init__(self, out_dir: str | Path, *, force: bool = False) -> None:
         self.out_dir = Path(out_dir)
         self.force = force
-        if self.out_dir.exists() and not force:
-            msg = f"output directory {self.out_dir} already exists; pass --force to replace it or choose another --out."
-            raise ArtifactError(msg)
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            msg = f"output path {self.out_dir} exists and is not a directory; choose another --out."
-            raise ArtifactError(msg)
+        check_output(self.out_dir, force=force)
         parent = self.out_dir.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +210,7 @@ class ArtifactWriter:
         try:
             (self.path / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
             if self.out_dir.exists():  # --force: move the old one aside first, delete it after the swap
+                check_output(self.out_dir, force=self.force)  # still an artifact or empty (it may have changed)
                 old = self.out_dir.with_name(f".{self.out_dir.name}{REPLACED_MARK}{os.getpid()}")
                 self.out_dir.rename(old)
                 self.path.rename(self.out_dir)

@@ -23,6 +23,16 @@ from learngene_deploy.errors import LgdError
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in lgdeploy, not a user error
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI runner cancelling, `kill`, `timeout`): unwound exactly like Ctrl-C, so nothing half-written is
+    marked complete."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    del signum, frame
+    raise Terminated
+
+
 # Recent typer vendors its own click: its usage errors (an option out of range, say) are not click's classes.
 _TYPER_USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
@@ -32,8 +42,15 @@ def _debug_enabled(ctx: click.Context) -> bool:
 
 
 def error(message: str) -> None:
-    """Print one error sentence to stderr (no markup interpretation)."""
-    click.echo(f"error: {message}", err=True)
+    """Print one error sentence to stderr (no markup interpretation; a terminal that cannot encode a character of a
+    path still gets the sentence, with that character escaped)."""
+    line = f"error: {message}"
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    try:
+        line.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        line = line.encode(encoding, "backslashreplace").decode(encoding, "replace")
+    click.echo(line, err=True)
 
 
 class _LgdGroup(TyperGroup):
@@ -53,7 +70,10 @@ class _LgdGroup(TyperGroup):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(code=141) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            if isinstance(e, Terminated):
+                error("terminated (SIGTERM); nothing half-written is marked complete.")
+                raise typer.Exit(code=143) from None
             error("interrupted; nothing half-written is marked complete.")
             raise typer.Exit(code=130) from None
         except Exception as e:  # a bug: say so plainly, keep the traceback for --debug
@@ -63,6 +83,10 @@ class _LgdGroup(TyperGroup):
 
             if isinstance(e, OSError) and e.errno in (errno.ENOSPC, EDQUOT):  # the machine's state, not a bug
                 error(os_error_message(e, e.filename or "a file"))
+                raise typer.Exit(code=1) from None
+            if isinstance(e, OSError) and e.errno in (errno.ENAMETOOLONG, errno.ELOOP):  # a path the user gave
+                why = "is longer than this file system allows" if e.errno == errno.ENAMETOOLONG else "loops (symlinks)"
+                error(f"the path {e.filename or ''} {why}; use a shorter path without symlink cycles.")
                 raise typer.Exit(code=1) from None
             error(
                 f"internal error ({type(e).__name__}: {e}); rerun with --debug for the traceback "
@@ -118,6 +142,12 @@ _register()
 
 def main() -> None:
     """Console-script entry point (``lgdeploy``)."""
+    import signal
+
+    for stream in (sys.stdout, sys.stderr):  # an ASCII-only terminal still prints a non-ASCII path, escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app(prog_name="lgdeploy")
 
 

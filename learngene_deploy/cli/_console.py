@@ -1,4 +1,8 @@
-"""Rich consoles for the CLI: results on stdout, progress and errors on stderr."""
+"""Rich consoles for the CLI: results on stdout, progress and errors on stderr.
+
+Markup is off: paths, profile descriptions and class names are user text, and ``[/]`` in one must print as it is
+(not raise a MarkupError). A line that wants colour passes ``markup=True`` and escapes the user text in it.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ _PIPE_WIDTH = 160
 
 def stdout() -> Console:
     """A console on the current sys.stdout (created per call so test runners' redirection is honoured)."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
 
 
 def stderr() -> Console:
     """A console on the current sys.stderr, for progress bars and spinners."""
-    return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
+    return Console(stderr=True, highlight=False, markup=False, width=None if sys.stderr.isatty() else _PIPE_WIDTH)

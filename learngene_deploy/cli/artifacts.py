@@ -10,15 +10,44 @@ import typer
 ARTIFACT = typer.Argument(help="Artifact directory written by `lgdeploy build`.")
 
 
-def verify_command(artifact: Annotated[Path, ARTIFACT]) -> None:
-    """Check every file against the manifest's sha256 and re-run the model on the shipped golden images."""
-    from learngene_deploy.artifact.store import recheck_artifact
+def verify_command(
+    artifact: Annotated[Path, ARTIFACT],
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            "--expect",
+            metavar="SHA256",
+            help="The manifest's sha256 as `lgdeploy build` printed it; anything else is refused.",
+        ),
+    ] = None,
+    max_abs_diff: Annotated[
+        float | None,
+        typer.Option("--max-abs-diff", min=0.0, help="fp32: largest allowed logit difference (default 1e-4)."),
+    ] = None,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option("--min-agreement", min=0.0, max=1.0, help="Top-1 agreement needed (default per precision)."),
+    ] = None,
+) -> None:
+    """Check every file against the manifest's sha256 and re-run the model on the shipped golden images.
 
-    result = recheck_artifact(artifact)
+    The tolerance is this lgdeploy's for the model's precision (or --max-abs-diff/--min-agreement), never the one
+    written in the manifest under check.
+    """
+    import re
+
+    from learngene_deploy.artifact.store import manifest_sha256, recheck_artifact
+    from learngene_deploy.errors import ConfigError
+
+    if expect is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", expect.strip()):
+        msg = f"--expect {expect!r} is not a sha256 (64 hex digits); pass the digest `lgdeploy build` printed."
+        raise ConfigError(msg)
+    result = recheck_artifact(artifact, expect=expect, max_abs=max_abs_diff, min_agreement=min_agreement)
+    anchor = "the expected" if expect is not None else "unanchored (pass --expect to pin it),"
     typer.echo(
         f"ok: {artifact}: every file matches its manifest; {result['candidate']} matches PyTorch on "
         f"{result['num_images']} golden images (max |Δ| {result['max_abs_diff']:.2e}, "
-        f"top-1 agreement {result['top1_agreement']:.1%})"
+        f"top-1 agreement {result['top1_agreement']:.1%}); manifest sha256 {anchor} {manifest_sha256(artifact)}"
     )
 
 
@@ -50,8 +79,10 @@ def predict_command(
 
 def bench_command(
     artifact: Annotated[Path, ARTIFACT],
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs per process (at least).")] = 50,
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Fresh processes; the best round is reported.")] = 3,
+    runs: Annotated[int, typer.Option("--runs", min=1, max=100_000, help="Timed runs per process (at least).")] = 50,
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, max=100, help="Fresh processes; the best round is reported.")
+    ] = 3,
     host: Annotated[
         str | None,
         typer.Option("--host", help="Benchmark on this edge box over SSH (user@host or an ~/.ssh/config alias)."),
@@ -76,6 +107,15 @@ def bench_command(
     perf_test: Annotated[
         str | None,
         typer.Option("--perf-test", help="With --adb: path of the onnxruntime_perf_test binary on the device."),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            "-p",
+            help="The profile the artifact was built with, whose budgets judge the measurement (default: the shipped "
+            "profile with the sha256 the manifest records).",
+        ),
     ] = None,
 ) -> None:
     """Benchmark an artifact on the target (this machine, --host over SSH, or --adb) and record it in its manifest."""
@@ -109,19 +149,26 @@ def bench_command(
             ssh_options=ssh_option or (),
             keep_remote=keep_remote,
             log=lambda line: typer.echo(line, err=True),
+            profile=profile,
         )
         where = f"on {host}"
     elif adb is not None:
         from learngene_deploy.remote import bench_over_adb
 
         manifest = bench_over_adb(
-            artifact, adb, perf_test=perf_test, runs=runs, rounds=rounds, log=lambda line: typer.echo(line, err=True)
+            artifact,
+            adb,
+            perf_test=perf_test,
+            runs=runs,
+            rounds=rounds,
+            log=lambda line: typer.echo(line, err=True),
+            profile=profile,
         )
         where = f"on {manifest.target_benchmarks[-1]['host']['hostname']}"
     else:
         from learngene_deploy.artifact.store import bench_artifact
 
-        manifest = bench_artifact(artifact, runs=runs, rounds=rounds)
+        manifest = bench_artifact(artifact, runs=runs, rounds=rounds, profile=profile)
     stats = manifest.target_benchmarks[-1]["stats"]
     verdict = manifest.latency_verdict
     throughput = f"{stats['throughput_ips']:.0f} images/s" if stats.get("throughput_ips") else "throughput unknown"

@@ -7,8 +7,40 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from learngene_deploy.cli._console import stderr
+
+MAX_FINETUNE_STEPS = 1_000_000  # a brief fine-tune is hundreds of steps; more is a typo, refused before any work
+
+
+def _targets(names: list[str], out: Path | None, backend: str | None, precision: str | None, force: bool) -> list[Path]:
+    """Each profile's output directory, all checked before any work: no two profiles share one, and none is a
+    directory that must not be written or replaced (:func:`~learngene_deploy.artifact.writer.check_output`)."""
+    from learngene_deploy.artifact.writer import check_output
+    from learngene_deploy.errors import ConfigError
+    from learngene_deploy.profile import resolve_profile
+
+    targets: list[Path] = []
+    seen: list[Path] = []
+    for name in names:
+        if out is not None and len(names) == 1:
+            target = out
+        elif out is not None:
+            target = out / Path(name).stem
+        else:
+            target = Path("artifacts") / resolve_profile(name, backend, precision).name
+        if target.resolve() in seen:
+            other = names[seen.index(target.resolve())]
+            msg = (
+                f"--profile {name} and --profile {other} would both write {target}; pass each profile once, or build "
+                "them one at a time with different --out directories."
+            )
+            raise ConfigError(msg)
+        check_output(target, force=force)
+        targets.append(target)
+        seen.append(target.resolve())
+    return targets
 
 
 def build_command(
@@ -32,11 +64,18 @@ def build_command(
     ] = None,
     finetune_steps: Annotated[
         int | None,
-        typer.Option("--finetune-steps", min=1, help="Optimiser steps of the brief fine-tune (default 150)."),
+        typer.Option(
+            "--finetune-steps",
+            min=1,
+            max=MAX_FINETUNE_STEPS,
+            help="Optimiser steps of the brief fine-tune (default 150).",
+        ),
     ] = None,
     finetune_epochs: Annotated[
         float | None,
-        typer.Option("--finetune-epochs", min=0.0, help="Fine-tune for this many passes over the data instead."),
+        typer.Option(
+            "--finetune-epochs", min=0.0, max=1000.0, help="Fine-tune for this many passes over the data instead."
+        ),
     ] = None,
     backend: Annotated[
         str | None,
@@ -60,6 +99,7 @@ def build_command(
         typer.Option(
             "--checkpoint-every",
             min=0,
+            max=MAX_FINETUNE_STEPS,
             help="Checkpoint the fine-tune every N steps in .<out name>.work/ beside the output (0: only at the end); "
             "re-running the same command after a kill resumes from the last checkpoint.",
         ),
@@ -79,7 +119,9 @@ def build_command(
     max_int8_drop: Annotated[
         float, typer.Option("--max-int8-drop", min=0.0, help="INT8 gate: allowed top-1 drop vs fp32, points.")
     ] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the fine-tune and data order.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of the fine-tune and data order.")
+    ] = 0,
     recipe: Annotated[
         str, typer.Option("--recipe", help="Fine-tune augmentation preset: light (default), deit or none.")
     ] = "light",
@@ -118,17 +160,23 @@ def build_command(
             raise ConfigError(f"{option} {value!r} is not one of: {', '.join(valid)}.")
     if finetune_steps is not None and finetune_epochs is not None:
         raise ConfigError("pass either --finetune-steps or --finetune-epochs, not both.")
+    if data is not None and not data.strip():
+        raise ConfigError(
+            "--data is empty; pass digits, fashion-mnist or a data directory, or omit it for the default."
+        )
+    targets = _targets(names, out, backend, precision, force)
 
     console = stderr()
-    for name in names:
+    for name, target in zip(names, targets, strict=True):
         start = time.perf_counter()
 
         def log(stage: str, message: str, _start: float = start) -> None:
             console.print(
-                f"[green]✓[/green] [bold]{stage:<9}[/bold] {message} [dim]({time.perf_counter() - _start:.0f} s)[/dim]"
+                f"[green]✓[/green] [bold]{stage:<9}[/bold] {escape(message)} "
+                f"[dim]({time.perf_counter() - _start:.0f} s)[/dim]",
+                markup=True,
             )
 
-        target = out if out is None or len(names) == 1 else out / Path(name).stem
         console.rule(f"lgdeploy build --profile {name}")
         result = build(
             BuildOptions(
@@ -157,5 +205,5 @@ def build_command(
             log=log,
         )
         for skip in result.skipped:
-            console.print(f"[yellow]skipped {skip['stage']}:[/yellow] {skip['reason']}")
+            console.print(f"[yellow]skipped {escape(skip['stage'])}:[/yellow] {escape(skip['reason'])}", markup=True)
         typer.echo(str(result.out_dir))

@@ -20,21 +20,32 @@ def _accuracy_table(rows: list[dict[str, Any]]) -> Any:
     keys = [k for k in rows[0] if k not in _ROW_KEYS]
     if len(keys) == 2:
         first, second = keys
-        cols = sorted({r[second] for r in rows})
+        cols = sorted({r.get(second) for r in rows}, key=_order)
         table = Table()
         table.add_column(first, justify="right")
         for c in cols:
             table.add_column(f"{second}={c}", justify="right")
-        cells = {(r[first], r[second]): f"{100 * r['top1']:.2f}" for r in rows}
-        for value in sorted({r[first] for r in rows}):
+        cells = {(r.get(first), r.get(second)): _percent(r.get("top1")) for r in rows}
+        for value in sorted({r.get(first) for r in rows}, key=_order):
             table.add_row(str(value), *(cells.get((value, c), "") for c in cols))
         return table
     table = Table()
     for k in [*keys, "params", "top1"]:
         table.add_column(k, justify="right")
     for r in rows:
-        table.add_row(*(str(r[k]) for k in keys), f"{r['params']:,}", f"{100 * r['top1']:.2f}")
+        params = r.get("params")
+        table.add_row(*(str(r.get(k)) for k in keys), "—" if params is None else f"{params:,}", _percent(r.get("top1")))
     return table
+
+
+def _order(value: Any) -> tuple[bool, float, str]:
+    """Sort key for a table axis: numbers in numeric order, then anything else (null) by its text."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (not number, value if number else 0.0, str(value))
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}"
 
 
 @app.command("info")
@@ -48,23 +59,30 @@ def info(
 
     meta = read_metadata(resolve_learngene(file))
     if as_json:
-        typer.echo(json.dumps(meta, indent=2))
-        return
-    from rich.console import Console
+        from learngene_deploy.cli.select import finite
 
-    console = Console()
+        typer.echo(json.dumps(finite(meta), indent=2, allow_nan=False))  # JSON has no NaN; scripts parse this
+        return
+    from rich.markup import escape
+
+    from learngene_deploy.cli._console import stdout
+
+    console = stdout()  # markup off: everything below is text from the file
     gen = meta["generator"]
     arch = meta["arch"]
-    training = meta.get("training", {})
-    data = training.get("data", {})
+    training = meta.get("training") or {}
+    data = training.get("data") if isinstance(training.get("data"), dict) else {}
     console.print(
-        f"[bold]{file}[/bold]  (format {meta['format_version']}, lgdeploy {meta.get('toolkit_version', '?')})"
+        f"[bold]{escape(str(file))}[/bold]  (format {meta['format_version']}, lgdeploy "
+        f"{escape(str(meta.get('toolkit_version', '?')))})",
+        markup=True,
     )
     details = ", ".join(f"{k} {v}" for k, v in gen.items() if k != "arch")
     console.print(f"method      {meta['method']}: {details}")
     console.print(
         f"arch        D={arch['embed_dim']} heads={arch['num_heads']} depth={arch['depth']} patch={arch['patch_size']} "
-        f"img={arch['img_size']} in_chans={arch['in_chans']} classes={arch['num_classes']} layout={arch['layout']}"
+        f"img={arch['img_size']} in_chans={arch['in_chans']} classes={arch['num_classes']} "
+        f"layout={arch.get('layout', 'avg')}"
     )
     console.print(f"sizes       {json.dumps(meta.get('sizes'))}")
     if data:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -145,6 +146,29 @@ def validate(
 DRIFT_WARNING = 0.10  # warn above this speed change between calibration passes (a quiet machine: a few %)
 
 
+def _check_table_out(target: Path) -> Path:
+    """Refuse, before any calibration, a ``--out`` that is not a new file or a latency table lgdeploy wrote."""
+    from learngene_deploy.sizing.latency import LatencyTable
+
+    if not target.name or target.is_dir():
+        msg = f"--out {target} is a directory; pass a file name for the table, e.g. --out {target / 'latency.json'}."
+        raise ProfileError(msg)
+    if not target.parent.is_dir():
+        raise ProfileError(f"cannot write {target}: directory {target.parent} does not exist; create it first.")
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        raise ProfileError(f"--out {target} is not a regular file; pass a new file name for the latency table.")
+    if target.exists():
+        try:
+            LatencyTable.load(target)
+        except ProfileError:
+            msg = (
+                f"--out {target} exists and is not an lgdeploy latency table, so calibrate will not overwrite it; "
+                "pass a new file name (a table lgdeploy wrote is replaced)."
+            )
+            raise ProfileError(msg) from None
+    return target
+
+
 @app.command("calibrate")
 def calibrate(
     profile: Annotated[str, typer.Argument(help="Shipped profile name or path to a .yaml file.")],
@@ -153,20 +177,21 @@ def calibrate(
         str | None, typer.Option("--learngene", "-l", help="Learngene whose sizes are timed (default: shipped).")
     ] = None,
     sizes: Annotated[
-        int, typer.Option("--sizes", min=5, help="Distinct sizes to time for the fit (spread over FLOPs).")
+        int, typer.Option("--sizes", min=5, max=1000, help="Distinct sizes to time for the fit (spread over FLOPs).")
     ] = 12,
     front: Annotated[
         int,
         typer.Option(
             "--front",
             min=0,
+            max=1000,
             help="At most this many more sizes, on the predicted Pareto front (the sizes selection can choose), "
             "timed after the spread in up to three passes; 0 skips them.",
         ),
     ] = DEFAULT_FRONT_SIZES,
-    runs: Annotated[int, typer.Option("--runs", min=5, help="Timed runs per process.")] = 50,
+    runs: Annotated[int, typer.Option("--runs", min=5, max=100_000, help="Timed runs per process.")] = 50,
     rounds: Annotated[
-        int, typer.Option("--rounds", min=1, help="Fresh processes per size (the lowest p50/p90/p99 is kept).")
+        int, typer.Option("--rounds", min=1, max=100, help="Fresh processes per size (the lowest p50/p90/p99 is kept).")
     ] = 3,
     confidence: Annotated[
         float,
@@ -179,8 +204,6 @@ def calibrate(
     ] = 0.9,
 ) -> None:
     """Measure this machine (run it on the target) with the profile's runtime and write a latency table."""
-    from pathlib import Path
-
     from learngene_deploy.cli._console import stderr
     from learngene_deploy.learngene.io import read_metadata
     from learngene_deploy.models.vit import ArchSpec
@@ -190,9 +213,7 @@ def calibrate(
     from learngene_deploy.sizing.candidates import candidates_from_metadata
 
     p = load_profile(profile)
-    target = Path(out)
-    if not target.parent.is_dir():
-        raise ProfileError(f"cannot write {target}: directory {target.parent} does not exist; create it first.")
+    target = _check_table_out(Path(out))
     candidates = candidates_from_metadata(read_metadata(resolve_learngene(learngene)))
     console = stderr()
     console.print(f"calibrating {p.name}: {p.runtime.backend} {p.runtime.precision}, threads {p.threads_label}")

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import math
+from typing import Annotated, Any
 
 import typer
 
 from learngene_deploy.cli._console import stdout
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by null: JSON has no NaN, and scripts parse this output."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def select_command(
@@ -30,7 +42,7 @@ def select_command(
     path = resolve_learngene(learngene)
     selection = select(candidates_from_metadata(read_metadata(path)), p)
     if as_json:
-        typer.echo(json.dumps({"learngene": str(path), **selection.to_dict()}, indent=2))
+        typer.echo(json.dumps(finite({"learngene": str(path), **selection.to_dict()}), indent=2, allow_nan=False))
         return
     from rich.table import Table
 

@@ -26,15 +26,18 @@ Data = Annotated[
 Out = Annotated[Path, typer.Option(help="Run directory: learngene.safetensors and checkpoint.pt go here.")]
 ImgSize = Annotated[int, typer.Option(help="Input size in pixels.")]
 PatchSize = Annotated[int, typer.Option(help="Patch size in pixels.")]
-MaxSteps = Annotated[int | None, typer.Option(help="Optimiser steps per stage (overrides --epochs).")]
-BatchSize = Annotated[int, typer.Option(help="Global batch size.")]
+MAX_STEPS = 100_000_000  # far beyond any run on this project's scale; a typo (an extra 000) is refused up front
+MaxSteps = Annotated[
+    int | None, typer.Option(min=1, max=MAX_STEPS, help="Optimiser steps per stage (overrides --epochs).")
+]
+BatchSize = Annotated[int, typer.Option(min=1, max=65536, help="Global batch size.")]
 WeightDecay = Annotated[float, typer.Option(help="AdamW weight decay (>= 2-D tensors only).")]
 Warmup = Annotated[float, typer.Option(help="Warm-up fraction of each stage's steps.")]
 Teacher = Annotated[str | None, typer.Option(help="Learngene/model file of lgdeploy, or a timm model name.")]
 TeacherCheckpoint = Annotated[Path | None, typer.Option(help="Local weights of a timm teacher.")]
-Seed = Annotated[int, typer.Option(help="Seed of initialisation, split and data order.")]
+Seed = Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of initialisation, split and data order.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue exactly from OUT/checkpoint.pt.")]
-CkptInterval = Annotated[int, typer.Option(help="Checkpoint every N steps (0: at the end).")]
+CkptInterval = Annotated[int, typer.Option(min=0, max=MAX_STEPS, help="Checkpoint every N steps (0: at the end).")]
 StopAfter = Annotated[int | None, typer.Option(help="Stop after this global step (resume later).")]
 TrainLimit = Annotated[int | None, typer.Option(help="Use at most this many training images.")]
 ValLimit = Annotated[int | None, typer.Option(help="Use at most this many validation images.")]
@@ -66,6 +69,45 @@ Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
 LDR, LETS = LDROptions, LeTsOptions  # the flags' defaults
 
 
+def _check_flags(flags: dict[str, object]) -> None:
+    """What typer's ranges cannot say: a non-empty --data, a finite --epochs, a --device this machine has."""
+    import math
+
+    from learngene_deploy.errors import ConfigError
+
+    data = flags.get("data")
+    if isinstance(data, str) and not data.strip():
+        raise ConfigError("--data is empty; pass digits, fashion-mnist or a data directory.")
+    epochs = flags.get("epochs")
+    if isinstance(epochs, float) and not math.isfinite(epochs):
+        raise ConfigError(f"--epochs must be a finite number of passes, got {epochs}; pass e.g. --epochs 10.")
+    check_device(flags.get("device"))  # type: ignore[arg-type]
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a --device that is not cpu or cuda[:i], or a CUDA device this machine does not have, in one sentence."""
+    import re
+
+    from learngene_deploy.errors import ConfigError
+
+    if device is None:
+        return
+    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", device)
+    if match is None:
+        raise ConfigError(f"--device {device!r} is not cpu, cuda or cuda:INDEX; pass one of those or leave it unset.")
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(match.group(1) or 0)
+        if index >= count:
+            have = f"only {count} CUDA device(s)" if count else "no CUDA GPU that torch can use"
+            msg = (
+                f"--device {device} needs a CUDA GPU, but this machine has {have}; pass --device cpu or leave it unset."
+            )
+            raise ConfigError(msg)
+
+
 def _report(trained: Trained) -> None:
     result = trained.result
     if trained.master:
@@ -95,7 +137,7 @@ def ldr(
     basis: Annotated[str, typer.Option(help="chebyshev, legendre, taylor, fourier or linear (TLEG).")] = LDR.basis,
     offset: Annotated[int | None, typer.Option(help="Index offset: 1 = T_n (paper), 0 = T_(n-1).")] = LDR.offset,
     position: Annotated[str, typer.Option(help="Layer position: paper (l-1)/L, unit, centered.")] = LDR.position,
-    epochs: Annotated[float, typer.Option(help="Epochs per stage.")] = LDR.epochs,
+    epochs: Annotated[float, typer.Option(min=0.0, max=10_000.0, help="Epochs per stage.")] = LDR.epochs,
     max_steps: MaxSteps = LDR.max_steps,
     batch_size: BatchSize = LDR.batch_size,
     lr: Annotated[float, typer.Option(help="Peak learning rate per stage.")] = LDR.lr,
@@ -123,6 +165,7 @@ def ldr(
 ) -> None:
     """Train LDR learngenes with incremental (ICT, default) or simultaneous (SCT) training and save them."""
     flags = dict(locals())
+    _check_flags(flags)
     from learngene_deploy.training.recipes import train_ldr
 
     _report(train_ldr(LDROptions(**flags), recipe=plain(flags)))
@@ -144,7 +187,7 @@ def lets(
     tie_rows: Annotated[
         bool, typer.Option(help="Share G rows between Aux layers 2i and 2i+1 (paper).")
     ] = LETS.tie_rows,
-    epochs: Annotated[float, typer.Option(help="Epochs over the training split.")] = LETS.epochs,
+    epochs: Annotated[float, typer.Option(min=0.0, max=10_000.0, help="Epochs over the training split.")] = LETS.epochs,
     max_steps: MaxSteps = LETS.max_steps,
     batch_size: BatchSize = LETS.batch_size,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = LETS.lr,
@@ -181,6 +224,7 @@ def lets(
     The stored accuracy table holds the direct top-1 of Des-Nets over depths x widths (continuous selection).
     """
     flags = dict(locals())
+    _check_flags(flags)
     from learngene_deploy.training.recipes import train_lets
 
     _report(train_lets(LeTsOptions(**flags), recipe=plain(flags)))

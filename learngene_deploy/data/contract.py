@@ -32,12 +32,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from learngene_deploy._fs import read_regular
 from learngene_deploy.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 CONTRACT_VERSION = 1
+MAX_IMAGE_BYTES = 256 << 20  # one image file; larger is no photo (a symlink to a disk image, a video, ...)
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def load_image(source: str | Path | bytes, *, draft: int | None = None, where: s
     """
     where = where or (str(source) if not isinstance(source, bytes) else "<bytes>")
     try:
-        raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+        raw = source if isinstance(source, bytes) else read_regular(source, limit=MAX_IMAGE_BYTES)
         with Image.open(BytesIO(raw)) as opened:
             if draft:
                 opened.draft("RGB", (draft, draft))  # JPEG: a reduced DCT scale whose sides stay >= draft

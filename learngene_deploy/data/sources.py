@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from learngene_deploy.data.contract import EvalTransform, Preprocessing, eval_transform, load_image
+from learngene_deploy._fs import read_regular
+from learngene_deploy.data.contract import MAX_IMAGE_BYTES, EvalTransform, Preprocessing, eval_transform, load_image
 from learngene_deploy.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -140,19 +141,27 @@ class FileImages(ImageDataset):
         self.root, self.paths, self.sizes = root, paths, sizes
 
     def path(self, i: int) -> Path:
-        return self.root / self.paths[self.rows[i]].decode()
+        return self.root / os.fsdecode(self.paths[self.rows[i]])
 
     def _read(self, row: Any) -> Image.Image:
-        return load_image(self.root / self.paths[row].decode(), draft=self.contract.resize_size)
+        return load_image(self.root / os.fsdecode(self.paths[row]), draft=self.contract.resize_size)
 
     def where(self, i: int) -> str:
         return str(self.path(i))
 
     def key(self, i: int) -> str:
-        return f"{self.paths[self.rows[i]].decode()}\0{self.sizes[self.rows[i]]}"
+        name = self.paths[self.rows[i]].decode("utf-8", "backslashreplace")  # a non-UTF-8 file name hashes too
+        return f"{name}\0{self.sizes[self.rows[i]]}"
 
     def raw(self, i: int) -> bytes:
-        return self.path(i).read_bytes()
+        path = self.path(i)
+        try:
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_IMAGE_BYTES:  # it changed since the listing
+                raise ValueError("no longer a regular file of at most MAX_IMAGE_BYTES")
+            return path.read_bytes()
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read image {path} ({e}); remove or replace the file.") from e
 
 
 class HFImages(ImageDataset):
@@ -165,7 +174,12 @@ class HFImages(ImageDataset):
 
     def _bytes(self, row: int) -> bytes:
         record = self.table[int(row)][self.column]
-        return record["bytes"] if record["bytes"] is not None else Path(record["path"]).read_bytes()
+        if record["bytes"] is not None:
+            return record["bytes"]
+        try:
+            return read_regular(record["path"], limit=MAX_IMAGE_BYTES)  # a path may name a FIFO or /dev/zero
+        except ValueError as e:
+            raise DataError(f"cannot read image {record['path']} ({e}); remove it from the dataset.") from e
 
     def _read(self, row: Any) -> Image.Image:
         where = f"{self.split}[{row}] of {self.root}"
@@ -217,15 +231,27 @@ def visible(name: str) -> bool:
 
 
 def subdirs(directory: Path) -> list[Path]:
+    """Visible sub-directories of ``directory``, including symbolic links to directories (see :func:`dir_links`)."""
     return sorted(p for p in directory.iterdir() if visible(p.name) and p.is_dir())
 
 
-def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, int]]:
-    """Regular files (or links to them) below ``folder`` ending in ``suffixes``, sorted, with their sizes.
+def dir_links(directory: Path) -> list[Path]:
+    """Visible entries of ``directory`` that are symbolic links to directories (never followed by a listing)."""
+    return sorted(p for p in directory.iterdir() if visible(p.name) and p.is_symlink() and p.is_dir())
+
+
+def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, int, tuple[int, int]]]:
+    """Regular files (or links to them) below ``folder`` ending in ``suffixes``, sorted, with their sizes and
+    (device, inode).
 
     Written here because ``os.walk(followlinks=True)`` loops forever on a directory symlink cycle and lists FIFOs,
-    sockets and devices, whose reading would hang: each real directory is entered once (by device and inode), and
-    only ``stat.S_ISREG`` files are kept.
+    sockets and devices, whose reading would hang. Symbolic links to directories are not followed (a link to ``/``
+    would walk the whole disk), each real directory is entered once (by device and inode), only ``stat.S_ISREG``
+    files are kept (a ``.png`` that is a FIFO or a link to ``/dev/zero`` is not an image), and a file larger than
+    ``MAX_IMAGE_BYTES`` is refused.
+
+    Raises:
+        DataError: an image file is larger than ``MAX_IMAGE_BYTES``.
     """
     seen: set[tuple[int, int]] = set()
     stack, found = [folder], []
@@ -243,13 +269,20 @@ def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, int]
             if not visible(entry.name):
                 continue
             try:
-                if entry.is_dir():
+                if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
-                elif entry.name.lower().endswith(suffixes):
+                elif entry.name.lower().endswith(suffixes) and not entry.is_dir():
                     st = entry.stat()
-                    if stat.S_ISREG(st.st_mode):
-                        found.append((Path(entry.path), st.st_size))
-            except OSError:  # a dangling link or a vanished file: not an image of the dataset
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    if st.st_size > MAX_IMAGE_BYTES:
+                        msg = (
+                            f"{entry.path} is {st.st_size} bytes, more than an image file may be ({MAX_IMAGE_BYTES} "
+                            "bytes); remove it from the data directory."
+                        )
+                        raise DataError(msg)
+                    found.append((Path(entry.path), st.st_size, (st.st_dev, st.st_ino)))
+            except OSError:  # a dangling link, a link loop or a vanished file: not an image of the dataset
                 continue
     return sorted(found)
 
@@ -264,8 +297,14 @@ class Listing(NamedTuple):
 
 
 def _folder_split(
-    directory: Path, root: Path, classes: list[str] | None
+    directory: Path, root: Path, classes: list[str] | None, files_seen: dict[tuple[int, int], Path]
 ) -> tuple[list[str], list[Path], list[int], list[int]]:
+    if links := dir_links(directory):
+        msg = (
+            f"class folder {links[0]} is a symbolic link to a directory, which lgdeploy does not follow (a link can "
+            "lead anywhere, even to /); replace it with the folder itself (or a copy)."
+        )
+        raise DataError(msg)
     found = [p.name for p in subdirs(directory)]
     if classes is None and len(found) < 2:
         msg = (
@@ -282,6 +321,15 @@ def _folder_split(
             "folders, or remove the validation folder to hold out a stratified split."
         )
         raise DataError(msg)
+    for name in found:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            msg = (
+                f"class folder {directory / name!r} has a name that is not valid UTF-8, and class names travel in the "
+                "manifest and the ONNX metadata as text; rename the folder."
+            )
+            raise DataError(msg) from None
     classes = found if classes is None else classes
     paths, sizes, labels = [], [], []
     for label, name in enumerate(classes):
@@ -292,8 +340,16 @@ def _folder_split(
                 "or remove it."
             )
             raise DataError(msg)
-        paths += [f for f, _ in files]
-        sizes += [s for _, s in files]
+        for path, _size, identity in files:
+            if identity in files_seen:
+                msg = (
+                    f"{path} and {files_seen[identity]} are the same file (a link); a dataset must hold each image "
+                    "once, or it is counted twice and can land in both training and validation; remove one of them."
+                )
+                raise DataError(msg)
+            files_seen[identity] = path
+        paths += [f for f, _, _ in files]
+        sizes += [s for _, s, _ in files]
         labels += [label] * len(files)
     return classes, [p.relative_to(root) for p in paths], sizes, labels
 
@@ -310,9 +366,10 @@ def imagefolder(root: Path, contract: Preprocessing) -> Listing:
         layout.append(("val", root / val_name))
     classes: list[str] | None = None
     sets: dict[str, FileImages] = {}
+    files_seen: dict[tuple[int, int], Path] = {}
     for split, directory in layout:
-        classes, paths, sizes, labels = _folder_split(directory, root, classes)
-        rel = np.array([p.as_posix().encode() for p in paths], dtype=bytes)
+        classes, paths, sizes, labels = _folder_split(directory, root, classes, files_seen)
+        rel = np.array([os.fsencode(p.as_posix()) for p in paths], dtype=bytes)  # any file name the OS allows
         sets[split] = FileImages(root, rel, np.array(sizes, np.int64), np.array(labels, np.int64), contract)
     assert classes is not None
     return Listing(classes, sets["train"], sets.get("val"), val_name)
@@ -396,16 +453,32 @@ def huggingface(root: Path, contract: Preprocessing, image_column: str | None, l
 
 def _read_classes(directory: Path) -> list[str] | None:
     """``classes.txt`` (one name a line, line i = class i) or ``classes.json`` (a list, or a name -> index map)."""
-    if (directory / "classes.txt").is_file():
-        return [line.strip() for line in (directory / "classes.txt").read_text().splitlines() if line.strip()]
-    if (directory / "classes.json").is_file():
-        value = json.loads((directory / "classes.json").read_text())
-        if isinstance(value, dict):
-            return [name for name, _ in sorted(value.items(), key=lambda kv: int(kv[1]))]
-        if isinstance(value, list):
-            return [str(v) for v in value]
-        raise DataError(f"{directory / 'classes.json'} is neither a list of names nor a name -> index map; fix it.")
+    for name in ("classes.txt", "classes.json"):
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            text = read_regular(path, limit=MAX_CLASSES_BYTES).decode("utf-8")
+            if name == "classes.txt":
+                return [line.strip() for line in text.splitlines() if line.strip()]
+            value = json.loads(text)
+            if isinstance(value, dict) and all(_index_like(v) for v in value.values()):
+                return [n for n, _ in sorted(value.items(), key=lambda kv: int(kv[1]))]
+            if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
+                return [str(v) for v in value]
+        except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            why = "nested too deeply" if isinstance(e, RecursionError) else e
+            raise DataError(f"cannot read {path} ({why}); write it as UTF-8 text (one class name a line).") from e
+        raise DataError(f"{path} is neither a list of names nor a name -> index map; fix it.")
     return None
+
+
+MAX_CLASSES_BYTES = 16 << 20
+
+
+def _index_like(value: Any) -> bool:
+    """A class index in classes.json: an integer, or a string of digits."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isdigit())
 
 
 def _index_shard(path: Path) -> tuple[list[tuple[int, int]], list[str], list[str]]:
@@ -434,6 +507,12 @@ def _index_shard(path: Path) -> tuple[list[tuple[int, int]], list[str], list[str
                 if ext == "cls":
                     labels[key] = tar.extractfile(member).read().decode().strip()  # type: ignore[union-attr]
                 elif "." + ext in IMAGE_EXTENSIONS and key not in images:
+                    if member.size > MAX_IMAGE_BYTES:
+                        msg = (
+                            f"{member.name} in shard {path} is {member.size} bytes, more than an image may be "
+                            f"({MAX_IMAGE_BYTES} bytes); write the shard without it."
+                        )
+                        raise DataError(msg)
                     images[key] = (member.offset_data, member.size)
     except (OSError, tarfile.TarError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read the tar shard {path} ({e}); write the shard again (plain .tar, no gzip).") from e

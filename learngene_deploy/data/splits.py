@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from learngene_deploy._fs import read_regular
 from learngene_deploy.data import sources
 from learngene_deploy.data.contract import Preprocessing, eval_transform
 from learngene_deploy.data.sources import (
@@ -92,11 +94,19 @@ class DataSplits:
 
 
 # --- built-ins and IDX directories ----------------------------------------------------------------------------------
+MAX_IDX_BYTES = 1 << 30  # Fashion-MNIST's training images are 47 MB
+
+
 def _read_idx(path: Path, magic: int) -> np.ndarray:
     """One IDX file (optionally .gz) as a uint8 array; ``magic`` is 2051 for images, 2049 for labels."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raw = read_regular(path, limit=MAX_IDX_BYTES)
+        if path.suffix == ".gz":
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+                raw = f.read(MAX_IDX_BYTES + 1)
+            if len(raw) > MAX_IDX_BYTES:
+                raise ValueError(f"it inflates to more than {MAX_IDX_BYTES} bytes")
+    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
         msg = f"cannot read IDX file {path} ({e}); re-install dataset-fashion-mnist or replace the file."
         raise DataError(msg) from e
     ndim = magic - 2048
@@ -127,6 +137,21 @@ def _load_idx_dir(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     arrays = {
         k: _read_idx(_find_idx(directory, stem), 2051 if "images" in k else 2049) for k, stem in IDX_FILES.items()
     }
+    for split in ("train", "val"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if len(images) != len(labels) or not len(labels) or 0 in images.shape:
+            msg = (
+                f"the {split} IDX files in {directory} hold {len(images)} images of {images.shape[1:]} pixels and "
+                f"{len(labels)} labels; each split needs the same, non-zero number of both, so replace the files."
+            )
+            raise DataError(msg)
+    classes = np.union1d(arrays["train_labels"], arrays["val_labels"])
+    if len(np.unique(arrays["train_labels"])) < 2:
+        msg = (
+            f"the IDX training labels in {directory} hold {len(np.unique(arrays['train_labels']))} class(es) "
+            f"({', '.join(map(str, classes[:5]))}); a classifier needs at least two, so add images of other classes."
+        )
+        raise DataError(msg)
     return arrays["train_images"], arrays["train_labels"], arrays["val_images"], arrays["val_labels"]
 
 
@@ -330,6 +355,8 @@ def load_data(
         DataError: the source is missing, unknown, unreadable or unusable; the message says how to fix it.
     """
     name = str(source)
+    if not name.strip():
+        raise DataError("the data source is empty; pass digits, fashion-mnist or a data directory.")
     limits: dict[str, Any] = {"img_size": img_size, "seed": seed, "train_limit": train_limit, "val_limit": val_limit}
     if name == "digits":
         return _array_splits(name, _load_digits(val_fraction, seed), **limits)

@@ -22,10 +22,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from learngene_deploy._fs import atomic_path
+from learngene_deploy._schema import SchemaError, check_depth, load_dataclass, spec
 from learngene_deploy._version import __version__
 from learngene_deploy.errors import LearngeneError
 from learngene_deploy.names import METHOD_MODULES
@@ -38,6 +40,133 @@ if TYPE_CHECKING:  # torch is imported where tensors are touched: `read_metadata
 
 FORMAT = "lgdeploy-learngene"
 FORMAT_VERSION = 1
+
+# --- the metadata's schema: types and ranges, checked before anything is built or allocated -----------------------
+MAX_DEPTH = 1024  # transformer blocks
+MAX_WIDTH = 16384  # token width
+MAX_GENES = 1024  # learngenes of an LDR file
+MAX_SIZES = 100_000  # rows of the accuracy table, sizes of the grid
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchMeta:
+    """A training-time architecture (``ArchSpec``) as a learngene file records it."""
+
+    img_size: int = spec("input height = width, pixels", ge=1, le=4096)
+    patch_size: int = spec("patch size, pixels", ge=1, le=4096)
+    in_chans: int = spec("input channels", ge=1, le=64)
+    num_classes: int = spec("classifier outputs", ge=1, le=100_000)
+    embed_dim: int = spec("token width", ge=1, le=MAX_WIDTH)
+    depth: int = spec("transformer blocks", ge=1, le=MAX_DEPTH)
+    num_heads: int = spec("attention heads", ge=1, le=MAX_WIDTH)
+    mlp_ratio: float = spec("MLP hidden width / token width", default=4.0, gt=0, le=64)
+    layout: Literal["avg", "cls"] = spec("token layout", default="avg")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DepthRange:
+    min: int = spec("smallest depth", default=1, ge=1, le=MAX_DEPTH)
+    max: int | None = spec("largest depth (null: the training depth)", default=None, ge=1, le=MAX_DEPTH)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SizesMeta:
+    """The sizes a learngene supports."""
+
+    depth: DepthRange | None = spec("depth range", default=None)
+    genes: list[int] | None = spec("LDR learngene counts", default=None, ge=1, le=MAX_GENES, max_items=MAX_GENES)
+    width: list[int] | None = spec("LeTs widths", default=None, ge=1, le=MAX_WIDTH, max_items=1024)
+    strategy: list[str] | None = spec("LeTs row-selection strategies", default=None, max_items=64)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccuracyRow:
+    """One size of the accuracy table."""
+
+    depth: int = spec("depth", ge=1, le=MAX_DEPTH)
+    genes: int | None = spec("LDR learngenes", default=None, ge=1, le=MAX_GENES)
+    width: int | None = spec("LeTs width", default=None, ge=1, le=MAX_WIDTH)
+    strategy: str | None = spec("LeTs row selection", default=None)
+    params: int | None = spec("parameters", default=None, ge=0)
+    top1: float | None = spec("direct top-1 accuracy, 0..1", default=None, ge=0, le=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LdrGeneratorMeta:
+    """An LDR generator's settings."""
+
+    arch: ArchMeta = spec("training-time architecture")
+    genes: int = spec("learngenes", ge=1, le=MAX_GENES)
+    basis: str = spec("polynomial basis")
+    offset: int = spec("index offset of the basis", ge=0, le=MAX_DEPTH)
+    position: str = spec("layer position rule", default="paper")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LetsGeneratorMeta:
+    """A LeTs generator's settings."""
+
+    img_size: int = spec("input height = width, pixels", ge=1, le=4096)
+    patch_size: int = spec("patch size, pixels", ge=1, le=4096)
+    in_chans: int = spec("input channels", ge=1, le=64)
+    num_classes: int = spec("classifier outputs", ge=1, le=100_000)
+    head_dim: int = spec("width of one attention head", ge=1, le=MAX_WIDTH)
+    learngene_depth: int = spec("learngene blocks", ge=1, le=MAX_DEPTH)
+    learngene_dim: int = spec("learngene width", ge=1, le=MAX_WIDTH)
+    aux_depth: int = spec("Aux-Net blocks", ge=1, le=MAX_DEPTH)
+    aux_dim: int = spec("Aux-Net width", ge=1, le=MAX_WIDTH)
+    mlp_ratio: float = spec("MLP hidden width / token width", default=4.0, gt=0, le=64)
+    tie_rows: bool = spec("share width-transformation rows", default=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LearngeneMeta:
+    """The JSON metadata of a learngene file."""
+
+    format_version: int = spec("metadata format version", ge=1, le=FORMAT_VERSION)
+    method: str = spec("learngene method", choices=("ldr", "lets"))
+    generator: dict[str, Any] = spec("the weight generator's settings (checked by building it without memory)")
+    arch: ArchMeta = spec("training-time architecture")
+    sizes: SizesMeta | None = spec("supported sizes", default=None)
+    training: dict[str, Any] = spec("provenance", default=None)
+    accuracy: list[AccuracyRow] = spec("accuracy table", default=None, max_items=MAX_SIZES)
+    tensors_sha256: str | None = spec("sha256 of the tensors", default=None, pattern=r"[0-9a-f]{64}")
+    toolkit_version: str | None = spec("version of lgdeploy that wrote it", default=None)
+
+
+def check_metadata(meta: Any, path: Path) -> None:
+    """Validate learngene metadata (types, ranges, sizes and nesting) before anything is built from it.
+
+    Raises:
+        LearngeneError: one sentence naming the file, the field and the valid range.
+    """
+    if isinstance(meta, dict) and meta.get("method") not in METHOD_MODULES:
+        method = meta.get("method")
+        msg = f"unknown learngene method {method!r}; valid methods are {', '.join(sorted(METHOD_MODULES))}."
+        raise LearngeneError(msg)
+    try:
+        if not isinstance(meta, dict):
+            raise SchemaError("", f"the metadata must be a JSON object, not {type(meta).__name__}")
+        check_depth(meta)
+        checked = load_dataclass(LearngeneMeta, meta)
+        generator_schema = LdrGeneratorMeta if checked.method == "ldr" else LetsGeneratorMeta
+        generator = load_dataclass(generator_schema, checked.generator, prefix="generator.")
+        if isinstance(generator, LdrGeneratorMeta):  # a size may use at most the learngenes the file holds
+            claimed = [("sizes.genes", g) for g in ((checked.sizes.genes if checked.sizes else None) or [])]
+            claimed += [(f"accuracy[{i}].genes", r.genes) for i, r in enumerate(checked.accuracy or []) if r.genes]
+            for key, genes in claimed:
+                if genes > generator.genes:
+                    msg = f"'{key}' is {genes}, more than the {generator.genes} learngenes of 'generator.genes'"
+                    raise SchemaError(key, msg)
+        grid = checked.sizes
+        if grid is not None and grid.depth is not None:
+            depths = (grid.depth.max or checked.arch.depth) - grid.depth.min + 1
+            count = depths * max(len(grid.genes or [1]), len(grid.width or [1]))
+            if count > MAX_SIZES:
+                raise SchemaError("sizes", f"'sizes' describes {count} sizes, more than the {MAX_SIZES} allowed")
+    except SchemaError as e:
+        msg = f"{path} has incomplete or malformed learngene metadata: {e}; re-create the file with lgdeploy."
+        raise LearngeneError(msg) from e
 
 
 def _subclasses(cls: type) -> list[type]:
@@ -147,7 +276,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        msg = f"learngene file {path} does not exist; pass the path of a .safetensors file written by lgdeploy."
+        what = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        msg = f"learngene file {path} {what}; pass the path of a .safetensors file written by lgdeploy."
         raise LearngeneError(msg)
     try:
         with safe_open(str(path), framework="numpy") as f:  # the header only; "pt" would import torch
@@ -162,7 +292,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     try:
         meta = json.loads(header["learngene"])
         version = int(meta["format_version"])
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         msg = f"{path} has malformed learngene metadata ({type(e).__name__}: {e}); re-create the file."
         raise LearngeneError(msg) from e
     if version > FORMAT_VERSION:
@@ -175,7 +305,27 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if missing:
         msg = f"{path} metadata lacks {', '.join(missing)}; re-create the file with lgdeploy."
         raise LearngeneError(msg)
+    check_metadata(meta, path)
     return meta
+
+
+def _check_shapes(path: Path, method: str, want: dict[str, tuple[int, ...]]) -> None:
+    """The tensors the metadata claims must be the file's tensors, name for name and shape for shape (read from the
+    safetensors header, nothing loaded)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - safe_open is no dict
+    except (SafetensorError, OSError, ValueError) as e:
+        raise LearngeneError(unreadable_message(path, e)) from e
+    if want != have:
+        problems = sorted(set(want) ^ set(have)) + sorted(k for k in set(want) & set(have) if want[k] != have[k])
+        msg = (
+            f"{path} tensors do not match its {method} metadata ({len(problems)} mismatched, e.g. "
+            f"{', '.join(problems[:3])}); the file was edited or written by an incompatible version, re-create it."
+        )
+        raise LearngeneError(msg)
 
 
 def load_learngene(path: str | Path, *, device: str | torch.device = "cpu") -> WeightGenerator:
@@ -184,12 +334,21 @@ def load_learngene(path: str | Path, *, device: str | torch.device = "cpu") -> W
     Raises:
         LearngeneError: the file is missing, truncated or corrupt, or its tensors do not match its metadata.
     """
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     meta = read_metadata(path)
-    generator = generator_class(meta["method"]).from_metadata(meta["generator"])
+    cls = generator_class(meta["method"])
+    with torch.device("meta"):  # shapes only, no memory: a file claiming a huge model is refused before allocation
+        try:
+            shapes = {k: tuple(v.shape) for k, v in cls.from_metadata(meta["generator"]).state_dict().items()}
+        except (TypeError, ValueError, RuntimeError, NotImplementedError) as e:
+            msg = f"{path} has learngene metadata that builds no {meta['method']} generator ({e}); re-create the file."
+            raise LearngeneError(msg) from e
+    _check_shapes(path, meta["method"], shapes)
+    generator = cls.from_metadata(meta["generator"])
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:

@@ -302,9 +302,8 @@ def parse_stages(text: str | None, genes: int, *, sct: bool) -> list[int]:
     except ValueError as e:
         raise ConfigError(f"--stages must be comma-separated integers like 1,2,4,8, got {text!r}.") from e
     if not counts or counts != sorted(set(counts)) or counts[0] < 1 or counts[-1] != genes:
-        msg = (
-            f"--stages must increase strictly from >= 1 and end at --genes ({genes}), got {text!r}; e.g. 1,2,4,{genes}."
-        )
+        example = ",".join(str(c) for c in parse_stages(None, genes, sct=False))  # the default plan keeps the rule
+        msg = f"--stages must increase strictly from >= 1 and end at --genes ({genes}), got {text!r}; e.g. {example}."
         raise ConfigError(msg)
     return counts
 

@@ -19,12 +19,14 @@ recorded separately, labelled as such; ``lgdeploy bench`` on the target replaces
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from learngene_deploy.errors import ArtifactError, ConfigError
+from learngene_deploy.artifact.writer import check_output
+from learngene_deploy.errors import ConfigError
 from learngene_deploy.pipeline import stages
 from learngene_deploy.pipeline.options import BuildOptions
 from learngene_deploy.pipeline.stages import DEFAULT_FINETUNE_STEPS, GOLDEN, GOLDEN_IMAGES, Log, default_data_source
@@ -39,6 +41,7 @@ class BuildResult:
     out_dir: Path
     manifest: dict[str, Any]
     skipped: tuple[dict[str, str], ...] = field(default_factory=tuple)
+    manifest_sha256: str = ""  # the trust anchor: `lgdeploy verify OUT --expect manifest_sha256`
 
 
 def _silent(stage: str, message: str) -> None:
@@ -64,6 +67,10 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
             f"{DEFAULT_FINETUNE_STEPS} steps."
         )
         raise ConfigError(msg)
+    if opts.data is not None and not str(opts.data).strip():
+        raise ConfigError("data is empty; pass digits, fashion-mnist or a data directory, or leave it unset.")
+    if opts.finetune_epochs is not None and not math.isfinite(opts.finetune_epochs):
+        raise ConfigError(f"finetune_epochs must be a finite number of passes, got {opts.finetune_epochs}.")
     if opts.finetune_epochs is not None and opts.finetune_epochs <= 0:
         msg = (
             f"finetune_epochs must be greater than 0, got {opts.finetune_epochs}; leave it unset for "
@@ -77,13 +84,16 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
         raise ConfigError(f"on_bad_image must be 'error' or 'skip', not {opts.on_bad_image!r}.")
     torch.manual_seed(opts.seed)
     profile = resolve_profile(opts.profile, opts.backend, opts.precision)
+    if profile.budgets.batch > opts.verify_images:
+        msg = (
+            f"profile {profile.name} has batch {profile.budgets.batch}, more than the {opts.verify_images} validation "
+            f"images the numeric gates run in whole batches; use a profile with 'budgets.batch' of at most "
+            f"{opts.verify_images}."
+        )
+        raise ConfigError(msg)
     out_dir = Path(opts.out) if opts.out is not None else Path("artifacts") / profile.name
-    # Refuse an existing output before spending minutes on fine-tuning.
-    if out_dir.exists() and not opts.force:
-        msg = f"output directory {out_dir} already exists; pass --force to replace it or choose another --out."
-        raise ArtifactError(msg)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ArtifactError(f"output path {out_dir} exists and is not a directory; choose another --out.")
+    # Refuse an output that exists (or that --force may not replace) before spending minutes on fine-tuning.
+    check_output(out_dir, force=opts.force)
     work = BuildWork(out_dir)  # takes its lock, so no other build of out_dir runs; leftovers of killed ones go
     for stale in work.acquire():
         log("work", f"removed {stale}, left by a build of {out_dir} that did not finish")
@@ -102,10 +112,17 @@ def _run(
     """The stages of :func:`build` once the output is claimed (``work``: its locked :class:`BuildWork`)."""
     from learngene_deploy.artifact import ArtifactWriter
     from learngene_deploy.artifact.report import write_report
+    from learngene_deploy.artifact.store import manifest_sha256
     from learngene_deploy.gates import torch_logits
 
     picked = stages.pick(opts.learngene, profile, log)
     recomposed = stages.recompose(picked, profile, opts, log)
+    if len(recomposed.data.val) < profile.budgets.batch:  # the gates would have no whole batch (after the fine-tune)
+        msg = (
+            f"the validation split has {len(recomposed.data.val)} images, fewer than profile {profile.name}'s batch "
+            f"{profile.budgets.batch}; use more data or a profile with a smaller 'budgets.batch'."
+        )
+        raise ConfigError(msg)
     tuned = stages.tune(picked, recomposed, profile, opts, work, log)
     model = tuned.finetuned.model
     gates = stages.gates_for(recomposed.data, profile, opts)
@@ -120,7 +137,8 @@ def _run(
         final = writer.finalize(manifest)
     verdict = manifest["budgets"]
     summary = "; ".join(f"{name} {'ok' if v['passed'] else 'MISSED'}" for name, v in verdict.items())
-    log("artifact", f"{final} (budgets: {summary})")
+    digest = manifest_sha256(final)  # the trust anchor outside the manifest: `lgdeploy verify DIR --expect DIGEST`
+    log("artifact", f"{final} (budgets: {summary}; manifest sha256 {digest}, check with `verify --expect`)")
     if "note" in verdict["latency"]:
         log("artifact", f"latency budget missed: {verdict['latency']['note']}")
-    return BuildResult(out_dir=final, manifest=manifest, skipped=runtime.skipped)
+    return BuildResult(out_dir=final, manifest=manifest, skipped=runtime.skipped, manifest_sha256=digest)

@@ -204,6 +204,7 @@ def bench_over_adb(
     device_dir: str = DEFAULT_DEVICE_DIR,
     timeout_s: float = 1800.0,
     log: Log = quiet,
+    profile: str | Path | None = None,
 ) -> Manifest:
     """Benchmark an ONNX Runtime artifact on an Android phone with ``onnxruntime_perf_test`` and record it.
 
@@ -215,6 +216,8 @@ def bench_over_adb(
         rounds: perf_test processes; the best round (lowest p50) is reported.
         device_dir: where the model is pushed on the device.
         timeout_s: limit for each adb call.
+        profile: the profile the artifact was built with (its budgets judge the measurement; default: the shipped
+            profile the manifest names by sha256).
         log: receives one line per step.
 
     Returns:
@@ -225,4 +228,4 @@ def bench_over_adb(
         RemoteError: adb missing, device not connected/authorised, perf_test missing or its output unparsable.
     """
     target = AdbTarget(serial, perf_test, device_dir=device_dir, timeout_s=timeout_s, log=log)
-    return bench_on(target, artifact_dir, runs=runs, rounds=rounds)
+    return bench_on(target, artifact_dir, runs=runs, rounds=rounds, profile=profile)

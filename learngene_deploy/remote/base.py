@@ -73,7 +73,9 @@ class Target(ABC):
         """
 
 
-def bench_on(target: Target, artifact_dir: str | Path, *, runs: int, rounds: int) -> Manifest:
+def bench_on(
+    target: Target, artifact_dir: str | Path, *, runs: int, rounds: int, profile: str | Path | None = None
+) -> Manifest:
     """Verify the local artifact, measure it on ``target`` and record the measurement in the local manifest.
 
     Returns:
@@ -88,7 +90,7 @@ def bench_on(target: Target, artifact_dir: str | Path, *, runs: int, rounds: int
         measurement = target.bench(root, manifest, runs=runs, rounds=rounds)
         return measurement.record(), measurement.where
 
-    return measure_and_record(artifact_dir, measure)
+    return measure_and_record(artifact_dir, measure, profile=profile)
 
 
 # --- running the device tools ----------------------------------------------------------------------------------

@@ -5,8 +5,9 @@
 1. probe the box with ``ssh -o BatchMode=yes``: it must accept a key without a password prompt, and
    ``--remote-python`` (default ``python3``) must import ``learngene_deploy`` (``pip install
    learngene-deploy`` on the box, with the runtime the profile names);
-2. copy the directory with ``scp -r`` to ``--remote-dir/<artifact name>`` (default ``.lgdeploy/bench`` under
-   the remote home; an existing directory there is replaced only if it is itself an artifact);
+2. copy the manifest and the files it lists (nothing else, never ``scp -r``, which would follow a symlink) to
+   ``--remote-dir/<artifact name>`` (default ``.lgdeploy/bench`` under the remote home; an existing directory
+   there is replaced only if it is itself an artifact);
 3. run ``python3 -m learngene_deploy bench <copy> --runs N --rounds R`` there: the remote toolkit verifies the
    hashes again (so a damaged copy fails), benchmarks in fresh processes and rewrites *its* manifest;
 4. fetch that manifest (``ssh ... cat``), take its newest ``target_benchmarks`` record and remove the copy
@@ -120,12 +121,18 @@ class SshClient:
             raise _ssh_failure(self.host, proc, doing)
         return proc
 
-    def copy_dir(self, local: Path, remote: str) -> None:
-        """``scp -r`` a local directory to a remote path that does not exist yet."""
-        argv = [self.scp, "-r", "-q", *self.option_args, str(local), f"{self.host}:{remote}"]
-        proc = run_tool(argv, timeout_s=self.timeout_s, doing=f"copying {local.name}")
-        if proc.returncode != 0:
-            raise _ssh_failure(self.host, proc, f"copying the artifact to {remote}")
+    def copy_files(self, root: Path, rels: Sequence[str], remote: str) -> None:
+        """Copy the regular files ``root/rel`` to ``remote/rel`` (whose directories exist): one scp per directory,
+        without ``-r``, so nothing but the named files travels."""
+        groups: dict[str, list[str]] = {}
+        for rel in rels:
+            groups.setdefault(rel.rpartition("/")[0], []).append(str(root.resolve() / rel))  # "/...": never host:path
+        for sub, files in sorted(groups.items()):
+            dest = f"{remote}/{sub}/" if sub else f"{remote}/"
+            argv = [self.scp, "-q", *self.option_args, "--", *files, f"{self.host}:{dest}"]
+            proc = run_tool(argv, timeout_s=self.timeout_s, doing=f"copying {root.name}")
+            if proc.returncode != 0:
+                raise _ssh_failure(self.host, proc, f"copying the artifact to {remote}")
 
 
 def probe_remote_python(client: SshClient, python: str) -> str:
@@ -171,7 +178,7 @@ class SshTarget(Target):
         remote = _remote_path(self.remote_dir, root.resolve().name)
         version = probe_remote_python(client, self.remote_python)
         self.log(f"{self.host}: lgdeploy {version} at {self.remote_python}")
-        self._copy(client, root, remote)
+        self._copy(client, root, manifest, remote)
         try:
             self._run_bench(client, remote, runs=runs, rounds=rounds)
             fetched = client.run(["cat", f"{remote}/manifest.json"], doing="fetching the remote manifest")
@@ -180,17 +187,22 @@ class SshTarget(Target):
                 client.run(["rm", "-rf", remote], doing=f"removing {remote}", check=False)
         return self._measurement(fetched.stdout, len(manifest.target_benchmarks), remote, version)
 
-    def _copy(self, client: SshClient, root: Path, remote: str) -> None:
-        """Copy the artifact to ``remote``, replacing an earlier copy but never a directory that is no artifact."""
+    def _copy(self, client: SshClient, root: Path, manifest: Manifest, remote: str) -> None:
+        """Copy the artifact's listed files and its manifest to ``remote``, replacing an earlier copy but never a
+        directory that is no artifact."""
+        from learngene_deploy.artifact.writer import MANIFEST
+
+        rels = [*manifest["files"], MANIFEST]  # verified: relative, inside, regular files
         q = shlex.quote(remote)
-        parent = shlex.quote(remote.rsplit("/", 1)[0] or "/")
+        subdirs = sorted({f"{remote}/{rel.rpartition('/')[0]}" for rel in rels if "/" in rel})
+        make = " ".join(shlex.quote(d) for d in [remote, *subdirs])
         prepare = (
             f"if [ -e {q} ] && [ ! -f {q}/manifest.json ]; then echo 'not an lgdeploy artifact: {remote}' >&2; "
-            f"exit 3; fi; rm -rf {q} && mkdir -p {parent}"
+            f"exit 3; fi; rm -rf {q} && mkdir -p {make}"
         )
         client.shell(prepare, doing=f"preparing {remote}")
-        client.copy_dir(root, remote)
-        self.log(f"copied {root} to {self.host}:{remote}")
+        client.copy_files(root, rels, remote)
+        self.log(f"copied {len(rels)} files of {root} to {self.host}:{remote}")
 
     def _run_bench(self, client: SshClient, remote: str, *, runs: int, rounds: int) -> None:
         """Run ``lgdeploy bench`` on the copy with the box's Python; it records into the copy's manifest."""
@@ -244,6 +256,7 @@ def bench_over_ssh(
     keep_remote: bool = False,
     timeout_s: float = 1800.0,
     log: Log = quiet,
+    profile: str | Path | None = None,
 ) -> Manifest:
     """Benchmark an artifact on an edge box over SSH and record the box's measurement in the local manifest.
 
@@ -257,6 +270,8 @@ def bench_over_ssh(
         ssh_options: extra ``KEY=VALUE`` options for ssh and scp.
         keep_remote: leave the copy on the box (it is removed by default).
         timeout_s: limit for each ssh/scp call.
+        profile: the profile the artifact was built with (its budgets judge the measurement; default: the shipped
+            profile the manifest names by sha256).
         log: receives one line per step.
 
     Returns:
@@ -275,4 +290,4 @@ def bench_over_ssh(
         timeout_s=timeout_s,
         log=log,
     )
-    return bench_on(target, artifact_dir, runs=runs, rounds=rounds)
+    return bench_on(target, artifact_dir, runs=runs, rounds=rounds, profile=profile)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from learngene_deploy._fs import atomic_path
-from learngene_deploy.errors import ProfileError
+from learngene_deploy.errors import ConfigError, ProfileError
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.sizing import cost as costs
 
@@ -131,11 +131,19 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
+        """Read and validate a table: every coefficient and latency finite and non-negative, sizes bounded.
+
+        Raises:
+            ProfileError: one sentence naming the file and the field.
+        """
+        from learngene_deploy._fs import read_regular
+
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            msg = f"latency table {path} cannot be read ({e}); re-run `lgdeploy profiles calibrate` to rewrite it."
+            data = json.loads(read_regular(path, limit=MAX_TABLE_BYTES).decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            why = "nested too deeply" if isinstance(e, RecursionError) else getattr(e, "strerror", None) or e
+            msg = f"latency table {path} cannot be read ({why}); re-run `lgdeploy profiles calibrate` to rewrite it."
             raise ProfileError(msg) from e
         if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
             msg = (
@@ -147,27 +155,71 @@ class LatencyTable:
             msg = f"{path} has table version {data.get('version')}, this lgdeploy reads version {TABLE_VERSION}."
             raise ProfileError(msg)
         try:
-            return cls(
-                profile=data["profile"],
-                backend=data["backend"],
-                precision=data["precision"],
+            table = cls(
+                profile=str(data["profile"]),
+                backend=str(data["backend"]),
+                precision=str(data["precision"]),
                 threads=data["threads"],
-                batch=int(data["batch"]),
-                percentile=int(data["percentile"]),
-                points=list(data["points"]),
-                coef={k: float(data["coef"][k]) for k in FEATURES},
-                host=dict(data.get("host", {})),
+                batch=_int(data["batch"], "batch", 1, 4096),
+                percentile=_int(data["percentile"], "percentile", 50, 99),
+                points=[_point(p, f"points[{i}]") for i, p in enumerate(_list(data["points"], "points"))],
+                coef={k: _number(data["coef"][k], f"coef.{k}") for k in FEATURES},
+                host=dict(data.get("host") or {}),
                 created=str(data.get("created", "")),
-                fit_error=dict(data.get("fit_error", {})),
-                margin=float(data.get("margin", 0.0)),
+                fit_error={k: _number(v, f"fit_error.{k}") for k, v in dict(data.get("fit_error") or {}).items()},
+                margin=_number(data.get("margin", 0.0), "margin", high=0.99),
                 margin_confidence=data.get("margin_confidence"),
                 drift=data.get("drift"),
             )
+            if table.percentile not in TAIL_FACTOR:
+                raise ValueError(f"'percentile' is {table.percentile}, not one of {', '.join(map(str, TAIL_FACTOR))}")
+            if table.threads is not None:
+                _int(table.threads, "threads", 1, 1024)
         except (KeyError, TypeError, ValueError) as e:
             msg = (
                 f"latency table {path} is missing or has a malformed field ({e}); re-run `lgdeploy profiles calibrate`."
             )
             raise ProfileError(msg) from e
+        return table
+
+
+MAX_TABLE_BYTES = 16 << 20
+_POINT_KEYS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms")
+
+
+def _number(value: Any, key: str, *, high: float = float("inf")) -> float:
+    """A finite number in [0, high]: NaN or a negative coefficient would make every size fit its budget."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"'{key}' is {value!r}, not a number")
+    if not 0 <= value <= high or value != value or value == float("inf"):
+        raise ValueError(f"'{key}' is {value!r}, not a finite number between 0 and {high:g}")
+    return float(value)
+
+
+def _int(value: Any, key: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"'{key}' is {value!r}, not an integer from {low} to {high}")
+    return value
+
+
+def _list(value: Any, key: str, limit: int = 10_000) -> list[Any]:
+    if not isinstance(value, list) or len(value) > limit:
+        raise ValueError(f"'{key}' must be a list of at most {limit} items")
+    return value
+
+
+def _point(point: Any, key: str) -> dict[str, Any]:
+    """One measured size: its architecture (a valid ArchSpec) and non-negative finite latencies."""
+    if not isinstance(point, dict) or not isinstance(point.get("arch"), dict):
+        raise ValueError(f"'{key}' must be a mapping with an 'arch' mapping")
+    try:
+        ArchSpec.from_dict(point["arch"])
+    except (TypeError, ValueError, ConfigError) as e:
+        raise ValueError(f"'{key}.arch' is not an architecture ({e})") from e
+    for k in _POINT_KEYS:
+        if k in point:
+            _number(point[k], f"{key}.{k}")
+    return point
 
 
 def fit(points: list[tuple[ArchSpec, float]], batch: int) -> tuple[dict[str, float], dict[str, float]]:
