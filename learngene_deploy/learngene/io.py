@@ -46,6 +46,7 @@ MAX_DEPTH = 1024  # transformer blocks
 MAX_WIDTH = 16384  # token width
 MAX_GENES = 1024  # learngenes of an LDR file
 MAX_SIZES = 100_000  # rows of the accuracy table, sizes of the grid
+MAX_CLASSES = 100_000  # class names
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +131,8 @@ class LearngeneMeta:
     sizes: SizesMeta | None = spec("supported sizes", default=None)
     training: dict[str, Any] = spec("provenance", default=None)
     accuracy: list[AccuracyRow] = spec("accuracy table", default=None, max_items=MAX_SIZES)
+    preprocessing: dict[str, Any] | None = spec("input contract (Preprocessing.to_dict)", default=None)
+    classes: list[str] | None = spec("class names in output order", default=None, max_items=MAX_CLASSES)
     tensors_sha256: str | None = spec("sha256 of the tensors", default=None, pattern=r"[0-9a-f]{64}")
     toolkit_version: str | None = spec("version of lgdeploy that wrote it", default=None)
 
