@@ -286,6 +286,7 @@ MEASURED: tuple[tuple[str, ...], ...] = (
     ("created",),  # when finalize ran
     ("wall_time_s",),
     ("finetune", "wall_time_s"),
+    ("finetune", "startup_s"),  # process start to the first fine-tune step
     ("export", "exported", "seconds"),
     ("export", "simplified", "seconds"),
     ("compile", "seconds"),
