@@ -50,7 +50,9 @@ def _opts(learngene: Path, out: Path, **kw) -> BuildOptions:
 def test_build_cpu_host_writes_a_verified_artifact(learngene: Path, tmp_path: Path) -> None:
     stages: list[str] = []
     result = build(_opts(learngene, tmp_path / "art"), log=lambda stage, _msg: stages.append(stage))
-    assert stages == ["select", "recompose", "finetune", "export", "simplify", "compile", "bench", "artifact"]
+    assert list(dict.fromkeys(stages)) == [
+        "select", "recompose", "finetune", "export", "simplify", "compile", "bench", "choose", "artifact"
+    ]  # fmt: skip
     out = result.out_dir
     manifest = verify_artifact(out)
     assert manifest == json.loads((out / "manifest.json").read_text())
@@ -60,7 +62,24 @@ def test_build_cpu_host_writes_a_verified_artifact(learngene: Path, tmp_path: Pa
     assert manifest["selection"]["size"] == {"depth": 3, "genes": 2}
     assert manifest["architecture"]["depth"] == 3
     checks = {(c["reference"], c["candidate"]): c for c in manifest["checks"]}
-    assert set(checks) == {("pytorch", "onnx"), ("onnx", "onnx-simplified"), ("pytorch", "onnxruntime-fp32")}
+    # cpu-host is `backend: auto`: ONNX Runtime and OpenVINO both compiled, verified and benchmarked side by side
+    choice = manifest["runtime_choice"]
+    shipped = choice["shipped"]
+    assert choice["requested"] == "auto" and shipped in ("onnxruntime-fp32", "openvino-fp32")
+    contenders = {c["name"]: c for c in choice["contenders"]}
+    assert {"onnxruntime-fp32", "openvino-fp32"} <= set(contenders)
+    for name in ("onnxruntime-fp32", "openvino-fp32"):
+        assert contenders[name]["verified"] and contenders[name]["latency_ms"] > 0, contenders[name]
+        assert contenders[name]["execution"]["passed"] and contenders[name]["execution"]["executed"]
+    fastest = min(("onnxruntime-fp32", "openvino-fp32"), key=lambda n: contenders[n]["latency_ms"])
+    assert shipped == fastest and shipped in choice["why"]
+    assert manifest["compile"]["backend"] == contenders[shipped]["backend"]
+    assert manifest["benchmark"]["p90_ms"] == contenders[shipped]["p90_ms"]
+    assert manifest["execution"]["requested"] == ("CPUExecutionProvider" if "onnxruntime" in shipped else "CPU")
+    assert not (tmp_path / ".art.work").exists(), "the losers' files went with the work directory"
+    if "openvino" in shipped:
+        assert {"model.xml", "model.bin"} <= set(manifest["files"])
+    assert set(checks) == {("pytorch", "onnx"), ("onnx", "onnx-simplified"), ("pytorch", shipped)}
     assert all(c["passed"] and c["max_abs_diff"] < 1e-4 for c in checks.values())
     stats = manifest["benchmark"]
     assert stats["runs"] >= 5 and 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
@@ -70,7 +89,8 @@ def test_build_cpu_host_writes_a_verified_artifact(learngene: Path, tmp_path: Pa
     props = {p.key: p.value for p in onnx.load(out / "model.onnx").metadata_props}
     assert props["lgdeploy.profile"] == "cpu-host"
     assert json.loads(props["lgdeploy.size"]) == {"depth": 3, "genes": 2}
-    assert "pytorch → onnxruntime-fp32" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert f"pytorch → {shipped}" in report and "## Runtimes" in report and "**shipped**" in report
     svg = (out / "selection.svg").read_text()
     assert svg.startswith("<svg") and "chosen: depth=3 genes=2" in svg and "measured" in svg
     for key in ("schema_version", "toolkit_version", "status", "profile", "learngene", "architecture", "finetune",
@@ -167,7 +187,8 @@ def test_non_native_input_size_is_refused(learngene: Path, tmp_path: Path) -> No
 
 @pytest.fixture(scope="module")
 def built(learngene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build(_opts(learngene, tmp_path_factory.mktemp("built") / "art")).out_dir
+    """cpu-host pinned to ONNX Runtime: auto's choice between two runtimes this fast is a coin toss on timing noise."""
+    return build(_opts(learngene, tmp_path_factory.mktemp("built") / "art", backend="onnxruntime")).out_dir
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -291,6 +312,8 @@ MEASURED: tuple[tuple[str, ...], ...] = (
     ("compile", "seconds"),
     *(("benchmark", key) for key in BENCHMARK_MEASURED),
     ("latency", "measured_ms"),
+    ("runtime_choice", "contenders"),  # every contender's latencies (and load times)
+    ("runtime_choice", "why"),  # names the measured latency
     ("budgets", "latency", "value_ms"),  # the measured p90 (cpu-host is the target)
     ("budgets", "memory", "value_mb"),  # the measured model RSS
     ("files", "report.md"),  # the report and the plot print the measured latency and memory
@@ -312,7 +335,7 @@ def _without_measurements(manifest: dict) -> dict:
 def test_same_inputs_build_identical_model_and_manifest(learngene: Path, built: Path, tmp_path: Path) -> None:
     import hashlib
 
-    again = build(_opts(learngene, tmp_path / "again")).out_dir
+    again = build(_opts(learngene, tmp_path / "again", backend="onnxruntime")).out_dir
     sha = [hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest() for d in (built, again)]
     assert sha[0] == sha[1], "the same inputs and seed must give a byte-identical model.onnx"
     first, second = (_without_measurements(json.loads((d / "manifest.json").read_text())) for d in (built, again))
@@ -454,3 +477,60 @@ def test_cli_refuses_tampered_artifact(built: Path, tmp_path: Path, command: str
         "build); rebuild the artifact or restore the original file."
     )
     assert "target_benchmarks" not in json.loads((art / "manifest.json").read_text()), "nothing was recorded"
+
+
+# --- INT8 gated on speed -------------------------------------------------------------------------------------------
+def _int8_twice_as_slow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Benchmark for real, then report every INT8 model at twice its fp32 twin's latency (deterministic)."""
+    import dataclasses
+
+    from learngene_deploy import bench
+
+    real = bench.benchmark_many
+
+    def fake(models, **kwargs):
+        stats = real(models, **kwargs)
+        ms = {"int8": 2.0, "fp32": 1.0}
+        return [dataclasses.replace(s, **dict.fromkeys(("p50_ms", "p90_ms", "p99_ms"), ms[s.precision])) for s in stats]
+
+    monkeypatch.setattr(bench, "benchmark_many", fake)
+
+
+def test_int8_not_faster_than_fp32_is_rejected_or_ships_fp32_on_request(
+    learngene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from learngene_deploy.artifact.store import recheck_artifact
+
+    _int8_twice_as_slow(monkeypatch)
+    int8 = dict(backend="onnxruntime", precision="int8", max_int8_drop=100.0, min_agreement=0.0)
+    with pytest.raises(VerificationError) as info:
+        build(_opts(learngene, tmp_path / "a", **int8))
+    assert "onnxruntime int8 is not faster than its fp32 twin: p90 2 ms against 1 ms" in str(info.value)
+    assert "--int8-fallback fp32" in str(info.value) and not (tmp_path / "a").exists()
+
+    manifest = build(_opts(learngene, tmp_path / "b", int8_fallback="fp32", **int8)).manifest
+    assert manifest["profile"]["runtime"]["precision"] == "int8"
+    assert manifest["compile"]["precision"] == "fp32" and manifest["compile"]["files"] == ["model.onnx"]
+    gate = manifest["int8_speed_gate"]
+    assert gate["decision"] == "--int8-fallback fp32: the fp32 model is shipped"
+    (record,) = gate["runtimes"]
+    assert record["applied"] and not record["passed"] and record["speedup"] == 0.5
+    choice = manifest["runtime_choice"]
+    assert choice["fell_back_to_fp32"] and choice["shipped"] == "onnxruntime-fp32"
+    assert choice["why"].startswith("INT8 was not faster than fp32 on any runtime, so --int8-fallback fp32 ships")
+    int8_contender = next(c for c in choice["contenders"] if c["precision"] == "int8")
+    assert "not faster than its fp32 twin" in int8_contender["rejected"]
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert "## INT8 speed gate" in report and "int8 → onnxruntime fp32" in report
+    assert recheck_artifact(tmp_path / "b")["passed"], "the shipped fp32 model re-verifies against its own gate"
+
+
+def test_int8_fallback_option_is_validated(learngene: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+
+    result = CliRunner().invoke(app, ["build", "-p", "cpu-host", "-l", str(learngene), "--int8-fallback", "fp16"])
+    assert result.exit_code == 1 and "--int8-fallback 'fp16' is not one of: fp32." in result.stderr
+    result = CliRunner().invoke(app, ["build", "-p", "raspberry-pi-5", "-l", str(learngene), "--backend", "auto"])
+    assert result.exit_code == 1 and "needs 'host: true'" in " ".join(result.stderr.split())

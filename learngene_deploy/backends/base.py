@@ -67,6 +67,46 @@ class Compiled:
         )
 
 
+@dataclass(frozen=True)
+class Execution:
+    """Where a loaded model actually runs, as its runtime reports it, against where it was asked to run.
+
+    Runtimes fall back silently (an ONNX Runtime CUDA provider that cannot start leaves the session on the CPU
+    provider; an OpenVINO AUTO device picks what it likes), so the build records what ran and fails on a mismatch.
+    """
+
+    backend: str
+    requested: str  # the execution provider (ORT) or device (OpenVINO) the profile asked for
+    executed: tuple[str, ...] | None  # what the runtime reports; None when it cannot say
+    reported_by: str  # the call that reported it, e.g. "session.get_providers()"
+
+    @property
+    def passed(self) -> bool:
+        if self.executed is None or self.requested == "AUTO":
+            return True
+        if self.backend == "onnxruntime":  # the first provider of the session is the one nodes are assigned to first
+            return bool(self.executed) and self.executed[0] == self.requested
+        return bool(self.executed) and all(d.split(".")[0] == self.requested for d in self.executed)
+
+    def message(self) -> str:
+        """One sentence saying what ran where it should not (only meaningful when not :attr:`passed`)."""
+        ran = ", ".join(self.executed or ()) or "nothing"
+        return (
+            f"{self.backend} was asked to run the model on {self.requested} but ran it on {ran} "
+            f"({self.reported_by}); install the {self.backend} build that supports {self.requested} on this machine, "
+            "or set the profile's runtime to what this machine has, instead of shipping a model measured elsewhere."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "requested": self.requested,
+            "executed": list(self.executed) if self.executed is not None else None,
+            "reported_by": self.reported_by,
+            "passed": self.passed,
+        }
+
+
 class Runner(ABC):
     """A loaded model: float32 N x C x H x W images in, N x classes logits out."""
 
@@ -87,6 +127,10 @@ class Runner(ABC):
     @abstractmethod
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Run one batch whose size the model accepts (:attr:`static_batch` when that is set)."""
+
+    def execution(self) -> Execution | None:
+        """Where the runtime reports the model runs (see :class:`Execution`); ``None`` when it cannot say."""
+        return None
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run any number of images, in chunks of the static batch when the model has one.

@@ -26,6 +26,7 @@ from learngene_deploy._imports import require
 from learngene_deploy.backends.base import (
     Backend,
     Compiled,
+    Execution,
     Runner,
     need_calibration,
     prepare,
@@ -70,6 +71,15 @@ class OpenVINORunner(Runner):
     def infer(self, x: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
         return np.array(result[0])
+
+    def execution(self) -> Execution:
+        """The compiled model's ``EXECUTION_DEVICES`` (what an AUTO or GPU request really got)."""
+        requested = self.compiled.settings.get("device", "CPU")
+        try:
+            executed: tuple[str, ...] | None = tuple(self.model.get_property("EXECUTION_DEVICES"))
+        except RuntimeError:  # a plugin that does not report it
+            executed = None
+        return Execution("openvino", requested, executed, 'compiled_model.get_property("EXECUTION_DEVICES")')
 
 
 class OpenVINOBackend(Backend):

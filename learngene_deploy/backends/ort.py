@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from learngene_deploy.backends.base import Backend, Compiled, Runner, prepare, runner_threads, source_facts
+from learngene_deploy.backends.base import (
+    Backend,
+    Compiled,
+    Execution,
+    Runner,
+    prepare,
+    runner_threads,
+    source_facts,
+)
 from learngene_deploy.errors import BackendUnavailableError, ExportError
 from learngene_deploy.export import error_summary
 
@@ -66,6 +74,12 @@ class OrtRunner(Runner):
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self._output], {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def execution(self) -> Execution:
+        """The session's providers in priority order; a provider that failed to start is missing from them."""
+        requested = self.compiled.settings.get("execution_provider", DEFAULT_PROVIDER)
+        executed = tuple(self.session.get_providers())
+        return Execution("onnxruntime", requested, executed, "session.get_providers()")
 
 
 class OrtBackend(Backend):

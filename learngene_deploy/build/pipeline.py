@@ -107,7 +107,7 @@ def _run(
     with ArtifactWriter(out_dir, force=opts.force) as writer:  # everything below lands in the artifact
         ctx = stages.BuildContext(writer.path, work, gates, torch_logits(model), log)
         onnx = stages.export_and_simplify(model, tuned, picked, profile, opts, ctx)
-        runtime = stages.compile_and_bench(onnx, profile, opts, ctx)
+        runtime = stages.compile_and_bench(onnx, profile, opts, ctx, picked.selection.chosen.candidate.arch)
         manifest = stages.manifest_for(picked, recomposed, tuned, onnx, runtime, profile, ctx, started)
         write_report(writer.path, manifest, picked.selection)
         final = writer.finalize(manifest)
