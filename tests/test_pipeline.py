@@ -480,8 +480,8 @@ def test_cli_refuses_tampered_artifact(built: Path, tmp_path: Path, command: str
 
 
 # --- INT8 gated on speed -------------------------------------------------------------------------------------------
-def _int8_twice_as_slow(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Benchmark for real, then report every INT8 model at twice its fp32 twin's latency (deterministic)."""
+def _int8_twice_as_slow(monkeypatch: pytest.MonkeyPatch, *, int8_ms: float = 2.0) -> None:
+    """Benchmark for real, then report every INT8 model at ``int8_ms`` and every fp32 one at 1 ms (deterministic)."""
     import dataclasses
 
     from learngene_deploy import bench
@@ -490,7 +490,7 @@ def _int8_twice_as_slow(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def fake(models, **kwargs):
         stats = real(models, **kwargs)
-        ms = {"int8": 2.0, "fp32": 1.0}
+        ms = {"int8": int8_ms, "fp32": 1.0}
         return [dataclasses.replace(s, **dict.fromkeys(("p50_ms", "p90_ms", "p99_ms"), ms[s.precision])) for s in stats]
 
     monkeypatch.setattr(bench, "benchmark_many", fake)
@@ -534,3 +534,34 @@ def test_int8_fallback_option_is_validated(learngene: Path, tmp_path: Path) -> N
     assert result.exit_code == 1 and "--int8-fallback 'fp16' is not one of: fp32." in result.stderr
     result = CliRunner().invoke(app, ["build", "-p", "raspberry-pi-5", "-l", str(learngene), "--backend", "auto"])
     assert result.exit_code == 1 and "needs 'host: true'" in " ".join(result.stderr.split())
+
+
+def test_int8_over_the_accuracy_limit_gets_the_accuracy_controlled_path(
+    learngene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain INT8 misses the limit (forced), the runtime's accuracy-aware INT8 replaces it and is recorded."""
+    import dataclasses
+
+    from learngene_deploy import gates
+
+    real, calls = gates.check_accuracy, []
+
+    def plain_int8_misses(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(result.candidate)
+        return dataclasses.replace(result, max_drop_points=-1000.0) if len(calls) == 1 else result
+
+    monkeypatch.setattr(gates, "check_accuracy", plain_int8_misses)
+    _int8_twice_as_slow(monkeypatch, int8_ms=0.5)
+    opts = dict(backend="onnxruntime", precision="int8", max_int8_drop=100.0, min_agreement=0.0)
+    manifest = build(_opts(learngene, tmp_path / "art", **opts)).manifest
+    assert calls == ["onnxruntime-int8", "onnxruntime-int8"], "plain INT8, then the accuracy-controlled one"
+    int8 = next(c for c in manifest["runtime_choice"]["contenders"] if c["precision"] == "int8")
+    control = int8["accuracy_control"]
+    assert "quantize_static" in control["method"] and "qdq_loss_debug" in control["method"]
+    assert "over the -1000-point limit" in control["plain_int8"]["failure"]
+    assert control["search_drop_points"] <= 100.0 and isinstance(control["fp32_layers"], list)
+    assert control["drop_points"] == manifest["int8_accuracy"]["drop_points"], "the gate's drop is on validation images"
+    assert manifest["compile"]["settings"]["accuracy_control"]["fp32_layers"] == control["fp32_layers"]
+    assert manifest["runtime_choice"]["shipped"] == "onnxruntime-int8" and int8["latency_ms"] == 0.5
+    assert not [c for c in manifest["checks"] if not c["passed"]], "the shipped model's own checks all passed"

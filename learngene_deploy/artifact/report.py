@@ -213,6 +213,21 @@ def _runtime_lines(manifest: dict[str, Any]) -> list[str]:
                 f"{_fmt(c.get('latency_ms'), '.3g', ' ms')} | {_fmt(c.get('throughput_ips'), '.0f')} | {result} |"
             )
         lines += ["", f"Why: {choice['why']}"]
+    for c in (choice or {}).get("contenders", []):
+        control = c.get("accuracy_control")
+        if not control or "drop_points" not in control:
+            continue
+        layers = control.get("fp32_layers") or []
+        lines += [
+            "",
+            f"## Accuracy-controlled INT8 ({c['name']})",
+            "",
+            f"- plain INT8 dropped {control['plain_int8']['drop_points']:.2f} points (limit "
+            f"{control['max_drop_points']:g}); {control['method']} reached {control['search_drop_points']:.2f} on "
+            f"{control['data']} and {control['drop_points']:.2f} on the validation images",
+            f"- kept in fp32: {len(layers)} layers" + (f" ({', '.join(layers)})" if layers else ""),
+            f"- p{choice['percentile']}: {_fmt(c.get('latency_ms'), '.3g', ' ms')}",
+        ]
     speed = manifest.get("int8_speed_gate")
     if speed:
         lines += ["", "## INT8 speed gate", ""]

@@ -225,6 +225,35 @@ class Backend(ABC):
             ExportError: the runtime failed to convert the model.
         """
 
+    accuracy_control: ClassVar[str | None] = None  # the library path behind compile_accuracy_controlled, if any
+
+    def compile_accuracy_controlled(
+        self,
+        onnx_path: str | Path,
+        out_dir: str | Path,
+        *,
+        calibration_data: np.ndarray,
+        calibration_labels: np.ndarray,
+        max_drop_points: float,
+        profile: DeviceProfile | None = None,
+    ) -> Compiled:
+        """INT8 that keeps the layers most sensitive to quantization in float until the top-1 drop is within limits.
+
+        The drop is measured on the labelled calibration images (fine-tune data), never on the validation images
+        the build's accuracy gate then measures. ``settings["accuracy_control"]`` records the layers kept in fp32
+        and the drop the search reached.
+
+        Raises:
+            ConfigError: this backend has no accuracy-aware INT8 path.
+            ExportError: even the search's last step misses the limit.
+        """
+        del onnx_path, out_dir, calibration_data, calibration_labels, max_drop_points, profile
+        msg = (
+            f"the {self.name} backend has no accuracy-controlled INT8; use onnxruntime or openvino, calibrate on more "
+            "representative images, or raise --max-int8-drop."
+        )
+        raise ConfigError(msg)
+
     @abstractmethod
     def load_runner(self, compiled: Compiled, *, threads: int | None = None) -> Runner:
         """Load compiled files for inference.
@@ -259,6 +288,25 @@ def need_calibration(backend: Backend, calibration_data: np.ndarray | None) -> n
         )
         raise ConfigError(msg)
     return np.ascontiguousarray(calibration_data, dtype=np.float32)
+
+
+def labelled_batches(images: np.ndarray, labels: np.ndarray, batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Whole batches of (images, labels) for calibration and accuracy searches (a static-batch model needs them)."""
+    if len(labels) != len(images):
+        msg = f"got {len(images)} calibration images but {len(labels)} labels; pass one integer label per image."
+        raise ConfigError(msg)
+    usable = len(images) - len(images) % batch
+    if usable == 0:
+        msg = f"{len(images)} calibration images do not fill one batch of {batch}; pass more."
+        raise ConfigError(msg)
+    return [(images[i : i + batch], np.asarray(labels[i : i + batch])) for i in range(0, usable, batch)]
+
+
+def top1(logits_fn: Any, batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, list[float]]:
+    """Top-1 accuracy of ``logits_fn`` over labelled batches, and each batch's accuracy."""
+    per_batch = [float(np.mean(np.asarray(logits_fn(x)).argmax(1) == y)) for x, y in batches]
+    sizes = [len(y) for _, y in batches]
+    return float(np.average(per_batch, weights=sizes)), per_batch
 
 
 def source_facts(onnx_path: Path) -> tuple[tuple[int | str, ...], str]:

@@ -226,6 +226,7 @@ class Gates:
     fp32: Tolerance
     threads: int | None
     checks: list[dict[str, Any]] = field(default_factory=list)
+    y_cal: np.ndarray | None = None  # labels of x_cal (training images): accuracy-controlled INT8 searches on them
 
     def passed(self, result: CheckResult | AccuracyResult) -> Any:
         """Record a verification result for the manifest, then stop the build if it failed."""
@@ -257,10 +258,10 @@ def gates_for(data: DataSplits, profile: DeviceProfile, opts: BuildOptions) -> G
 
     batch = profile.budgets.batch
     x_val, y_val = data.arrays("val", min(opts.verify_images, len(data.val)) // batch * batch)
-    x_cal, _ = data.arrays("train", min(opts.calibration_images, len(data.train)) // batch * batch)
+    x_cal, y_cal = data.arrays("train", min(opts.calibration_images, len(data.train)) // batch * batch)
     threads = profile.runtime.threads if profile.host else local_threads(profile.runtime.threads)
     fp32 = Tolerance(max_abs=opts.max_abs, top1_agreement=opts.min_agreement or 1.0)
-    return Gates(x_val, y_val, x_cal, fp32, threads)
+    return Gates(x_val, y_val, x_cal, fp32, threads, y_cal=y_cal)
 
 
 @dataclass(frozen=True)
@@ -437,37 +438,84 @@ def _verify_contender(
 ) -> Any:
     """Compile one contender into ``out`` and gate it: where it ran, its logits against PyTorch, INT8's accuracy.
 
-    ``strict`` (one named runtime): a failure raises as before; otherwise (auto) it rejects only this contender.
+    An INT8 model over the accuracy limit gets the runtime's accuracy-controlled path (some layers kept in fp32)
+    before it is rejected. ``strict`` (one named runtime): a failure raises; otherwise (auto) it rejects only this
+    contender.
     """
     from learngene_deploy.backends import get_backend
     from learngene_deploy.backends.choice import Contender
-    from learngene_deploy.errors import ExportError, VerificationError
+    from learngene_deploy.errors import ConfigError, ExportError, VerificationError
 
     c = Contender(planned)
     backend = get_backend(planned.backend)
     try:
-        compiled = backend.compile(
-            onnx.simplified.path,
-            out,
-            precision=planned.precision,
-            profile=profile,
-            calibration_data=ctx.gates.x_cal,
-        )
-        c.tool = compiled.tool
-        on_host, host_note = backend.host_variant(compiled)
-        if host_note:
-            ctx.log("compile", f"note: {host_note}")
-            c.notes.append(host_note)
-        runner = backend.load_runner(on_host, threads=ctx.gates.threads)
-        c.extra_objects.update(compiled=compiled, on_host=on_host, host_note=host_note)
-        c.execution = _check_execution(runner, planned.backend)
-        _check_compiled(runner, compiled, planned.precision, opts, ctx, c)
-    except (ExportError, VerificationError) as e:
+        try:
+            compiled = backend.compile(
+                onnx.simplified.path,
+                out,
+                precision=planned.precision,
+                profile=profile,
+                calibration_data=ctx.gates.x_cal,
+            )
+            _gate_compiled(c, backend, compiled, opts, ctx)
+        except VerificationError as e:
+            if "accuracy" not in c.extra_objects or backend.accuracy_control is None or ctx.gates.y_cal is None:
+                raise  # not an INT8 accuracy or agreement failure, or the runtime has no accuracy-aware path
+            ctx.log("compile", f"{c.name}: {e} Trying {backend.accuracy_control}.")
+            _accuracy_controlled(c, backend, onnx, profile, opts, ctx, out / "accuracy-controlled", str(e))
+    except (ExportError, VerificationError, ConfigError) as e:
         if strict and planned.role == "candidate":
             raise
         c.rejected = str(e)
         ctx.log("compile", f"{c.name} REJECTED: {e}")
     return c
+
+
+def _gate_compiled(c: Any, backend: Any, compiled: Compiled, opts: BuildOptions, ctx: BuildContext) -> None:
+    """Load a compiled model as this machine runs it and gate it; what it learns goes into contender ``c``."""
+    c.tool = compiled.tool
+    on_host, host_note = backend.host_variant(compiled)
+    if host_note:
+        ctx.log("compile", f"note: {host_note}")
+        c.notes.append(host_note)
+    runner = backend.load_runner(on_host, threads=ctx.gates.threads)
+    c.extra_objects.update(compiled=compiled, on_host=on_host, host_note=host_note)
+    c.execution = _check_execution(runner, backend.name)
+    _check_compiled(runner, compiled, compiled.precision, opts, ctx, c)
+
+
+def _accuracy_controlled(
+    c: Any, backend: Any, onnx: Onnx, profile: DeviceProfile, opts: BuildOptions, ctx: BuildContext, out: Path,
+    plain_failure: str,
+) -> None:  # fmt: skip
+    """Replace a plain INT8 contender that missed the accuracy limit by the runtime's accuracy-controlled INT8.
+
+    The search runs on the labelled calibration images (training data); the build's gate then measures the drop on
+    the validation images, as for any INT8 model. Its speed is the contender's benchmark, side by side with the rest.
+    """
+    plain = c.extra_objects["accuracy"]
+    record: dict[str, Any] = {
+        "method": backend.accuracy_control,
+        "plain_int8": {"drop_points": plain.drop_points, "failure": plain_failure, "checks": c.checks},
+    }
+    c.checks = []
+    c.extra["accuracy_control"] = record
+    compiled = backend.compile_accuracy_controlled(
+        onnx.simplified.path,
+        out,
+        calibration_data=ctx.gates.x_cal,
+        calibration_labels=ctx.gates.y_cal,
+        max_drop_points=opts.max_int8_drop,
+        profile=profile,
+    )
+    record.update(compiled.settings.get("accuracy_control", {}))
+    _gate_compiled(c, backend, compiled, opts, ctx)
+    record["drop_points"] = c.extra_objects["accuracy"].drop_points
+    ctx.log(
+        "compile",
+        f"{c.name} accuracy-controlled: drop {record['drop_points']:.2f} points (plain {plain.drop_points:.2f}) with "
+        f"{len(record.get('fp32_layers', []))} layers in fp32",
+    )
 
 
 def _check_execution(runner: Any, backend: str) -> dict[str, Any]:
@@ -495,8 +543,7 @@ def _check_compiled(
     name = f"{compiled.backend}-{precision}"
     result = check(ctx.reference, runner, gates.x_val, reference="pytorch", candidate=name, tolerance=tol)
     c.checks.append(result.to_dict())
-    gate(result)
-    if precision == "int8":
+    if precision == "int8":  # measured before either gate stops, so a failed INT8 records both
         accuracy = check_accuracy(
             ctx.reference,
             runner,
@@ -508,6 +555,8 @@ def _check_compiled(
         )
         c.checks.append(accuracy.to_dict())
         c.extra_objects["accuracy"] = accuracy
+    gate(result)
+    if precision == "int8":
         gate(accuracy)
     executed = ", ".join((c.execution or {}).get("executed") or ["(not reported)"])
     ctx.log(

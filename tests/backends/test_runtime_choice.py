@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -242,3 +243,51 @@ def test_auto_without_a_table_says_the_roofline_ignores_the_runtime() -> None:
 
     selection = select([Candidate({"depth": 4}, ARCH)], load_profile("cpu-host"))
     assert any(n.startswith("backend auto: latency is predicted without knowing") for n in selection.notes)
+
+
+# --- accuracy-controlled INT8 --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+def test_accuracy_controlled_int8_keeps_sensitive_layers_in_fp32(
+    name: str, tiny_model, tiny_onnx: Path, calibration_images, tmp_path: Path
+) -> None:
+    import onnx
+    import torch
+
+    from learngene_deploy._imports import is_available
+
+    backend = get_backend(name)
+    if not backend.is_available() or (name == "openvino" and not is_available("nncf")):
+        pytest.skip(f"{name} (and nncf for openvino) is not installed here")
+    with torch.no_grad():
+        labels = tiny_model(torch.from_numpy(calibration_images)).argmax(1).numpy()
+    compiled = backend.compile_accuracy_controlled(
+        tiny_onnx, tmp_path, calibration_data=calibration_images, calibration_labels=labels, max_drop_points=0.0
+    )
+    record = compiled.settings["accuracy_control"]
+    assert compiled.precision == "int8" and record["max_drop_points"] == 0.0
+    assert record["search_drop_points"] <= 0.0, "the search stops only within the limit"
+    assert "not the validation images" in record["data"]
+    names = {n.name for n in onnx.load(tiny_onnx).graph.node}
+    assert isinstance(record["fp32_layers"], list)
+    if name == "onnxruntime":  # ORT's excluded nodes are nodes of the float graph
+        assert set(record["fp32_layers"]) <= names and record["attempts"][0]["excluded"] == 0
+    logits = backend.load_runner(compiled, threads=1).run(calibration_images[:4])
+    assert logits.shape == (4, 10) and np.isfinite(logits).all()
+
+
+def test_a_backend_without_accuracy_control_says_so(tiny_onnx: Path, tmp_path: Path) -> None:
+    backend = get_backend("tensorrt")
+    assert backend.accuracy_control is None
+    with pytest.raises(ConfigError, match="has no accuracy-controlled INT8"):
+        backend.compile_accuracy_controlled(
+            tiny_onnx, tmp_path, calibration_data=np.zeros((1, 3, 32, 32), np.float32),
+            calibration_labels=np.zeros(1, np.int64), max_drop_points=1.0,
+        )  # fmt: skip
+
+
+def test_calibration_labels_must_match_the_images() -> None:
+    from learngene_deploy.backends.base import labelled_batches
+
+    with pytest.raises(ConfigError, match="4 calibration images but 3 labels"):
+        labelled_batches(np.zeros((4, 3, 8, 8), np.float32), np.zeros(3, np.int64), 1)
+    assert len(labelled_batches(np.zeros((5, 3, 8, 8), np.float32), np.zeros(5, np.int64), 2)) == 2
