@@ -291,3 +291,35 @@ def test_calibration_labels_must_match_the_images() -> None:
     with pytest.raises(ConfigError, match="4 calibration images but 3 labels"):
         labelled_batches(np.zeros((4, 3, 8, 8), np.float32), np.zeros(3, np.int64), 1)
     assert len(labelled_batches(np.zeros((5, 3, 8, 8), np.float32), np.zeros(5, np.int64), 2)) == 2
+
+
+def test_calibrate_with_fp32_writes_both_tables_and_the_off_host_gate_applies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`profiles calibrate --with-fp32` on an int8 device measures both precisions into one file (measurement faked)."""
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+    from learngene_deploy.sizing import calibrate as calibration
+    from learngene_deploy.sizing.cost import flops
+    from learngene_deploy.sizing.latency import load_tables
+
+    def measure(archs, profile, workdir, **kwargs):  # int8 at 40% of fp32's time on this synthetic device
+        scale = 0.4 if profile.runtime.precision == "int8" else 1.0
+        points = []
+        for a in archs:
+            t = scale * (0.2 + 0.05 * a.depth + 1e-8 * sum(flops(a)))
+            points.append({"arch": a.to_dict(), "p50_ms": t, "p90_ms": t, "p99_ms": t, "round_p50_ms": [t]})
+        return points
+
+    monkeypatch.setattr(calibration, "measure", measure)
+    table = tmp_path / "phone.latency.json"
+    args = ["profiles", "calibrate", "snapdragon-8-gen-3", "--out", str(table), "--sizes", "6", "--front", "0"]
+    result = CliRunner().invoke(app, [*args, "--with-fp32"])
+    assert result.exit_code == 0, result.output
+    assert [(t.backend, t.precision) for t in load_tables(table)] == [("onnxruntime", "int8"), ("onnxruntime", "fp32")]
+    assert "onnxruntime int8: 6 sizes measured" in result.output and "onnxruntime fp32: 6 sizes" in result.output
+    record = table_speed_gate(_phone(tmp_path, table), ARCH)
+    assert record["applied"] and record["passed"] and record["speedup"] == pytest.approx(2.5, rel=0.05)
+    refused = CliRunner().invoke(app, ["profiles", "calibrate", "cpu-host", "--out", str(table), "--with-fp32"])
+    assert refused.exit_code == 1 and "already fp32" in refused.stderr
