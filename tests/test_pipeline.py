@@ -565,3 +565,41 @@ def test_int8_over_the_accuracy_limit_gets_the_accuracy_controlled_path(
     assert manifest["compile"]["settings"]["accuracy_control"]["fp32_layers"] == control["fp32_layers"]
     assert manifest["runtime_choice"]["shipped"] == "onnxruntime-int8" and int8["latency_ms"] == 0.5
     assert not [c for c in manifest["checks"] if not c["passed"]], "the shipped model's own checks all passed"
+
+
+def _pi_int8_with_tables(tmp_path: Path, int8_scale: float) -> Path:
+    """raspberry-pi-5 at int8 with calibrated int8 and fp32 tables (synthetic coefficients) beside it."""
+    import yaml
+
+    from learngene_deploy.profile import shipped_profiles_dir
+    from learngene_deploy.sizing.latency import FEATURES, LatencyTable, save_tables
+
+    coef = {"const": 0.5, "blocks": 0.1, "linear_gflop": 20.0, "attention_gflop": 30.0, "activation_melem": 0.01}
+    tables = [
+        LatencyTable(profile="raspberry-pi-5", backend="onnxruntime", precision=precision, threads=4, batch=1,
+                     percentile=90, points=[], coef={k: coef[k] * scale for k in FEATURES})
+        for precision, scale in (("int8", int8_scale), ("fp32", 1.0))
+    ]  # fmt: skip
+    save_tables(tables, tmp_path / "pi.latency.json")
+    data = yaml.safe_load((shipped_profiles_dir() / "raspberry-pi-5.yaml").read_text())
+    data["runtime"]["precision"] = "int8"
+    data["latency_table"] = "pi.latency.json"
+    (tmp_path / "pi.yaml").write_text(yaml.safe_dump(data))
+    return tmp_path / "pi.yaml"
+
+
+def test_off_host_int8_speed_gate_reads_the_targets_tables(learngene: Path, tmp_path: Path) -> None:
+    """Not the build machine: INT8 against fp32 comes from the device's calibrated tables, not from this CPU."""
+    fast = build(_opts(learngene, tmp_path / "fast", profile=str(_pi_int8_with_tables(tmp_path, 0.4)),
+                       max_int8_drop=100.0, min_agreement=0.0)).manifest  # fmt: skip
+    gate = fast["int8_speed_gate"]
+    assert gate["applied"] and gate["passed"] and gate["speedup"] == pytest.approx(2.5)
+    assert "calibrated latency table pi.latency.json" in gate["basis"] and fast["compile"]["precision"] == "int8"
+    assert [c["role"] for c in fast["runtime_choice"]["contenders"]] == ["candidate"], "no fp32 twin off the host"
+
+    slow = _pi_int8_with_tables(tmp_path, 1.5)
+    with pytest.raises(VerificationError, match=r"predicted no faster than fp32 on raspberry-pi-5.*--int8-fallback"):
+        build(_opts(learngene, tmp_path / "slow", profile=str(slow), max_int8_drop=100.0, min_agreement=0.0))
+    shipped = build(_opts(learngene, tmp_path / "slow", profile=str(slow), int8_fallback="fp32")).manifest
+    assert shipped["compile"]["precision"] == "fp32" and shipped["runtime_choice"]["fell_back_to_fp32"]
+    assert shipped["int8_speed_gate"]["decision"] == "--int8-fallback fp32: the fp32 model is shipped"

@@ -236,7 +236,7 @@ def _runtime_lines(manifest: dict[str, Any]) -> list[str]:
                 verdict = "pass" if r["passed"] else f"**rejected**: {r.get('reason', '')}"
                 lines.append(
                     f"- {r.get('backend', manifest['profile']['runtime']['backend'])}: int8 p{r['percentile']} "
-                    f"{r['int8_ms']:.3g} ms vs fp32 {r['fp32_ms']:.3g} ms ({r['speedup']:.2f}x; {r['basis']}): "
+                    f"{r['int8_ms']:.3g} ms vs fp32 {r['fp32_ms']:.3g} ms, {r['speedup']:.2f}x ({r['basis']}): "
                     f"{verdict}"
                 )
             else:

@@ -213,7 +213,7 @@ def choose(contenders: list[Contender], percentile: int, precision: str, int8_fa
     why += (
         f", the fastest of {len(pool)} verified contenders measured side by side ({'; '.join(others)})"
         if others
-        else ", the only verified contender"
+        else f", the only verified {winner.planned.precision} contender left"
     )
     rejected = [
         f"{c.name} ({c.rejected})"

@@ -387,6 +387,7 @@ def compile_and_bench(
             {"stage": "benchmark", "reason": f"no {rt.backend} model was compiled"},
         )
         return Runtime(skipped=skipped, int8_speed=int8_speed)
+    planned = [p for p in planned if p.role == "candidate" or not missing[p.backend]]  # a twin only where it runs
     scratch = ctx.work.path / RUNTIMES_DIR
     shutil.rmtree(scratch, ignore_errors=True)
     try:
@@ -419,7 +420,7 @@ def compile_and_bench(
         "percentile": profile.budgets.percentile,
         "shipped": winner.name,
         "why": chosen.why,
-        "fell_back_to_fp32": chosen.fell_back,
+        "fell_back_to_fp32": chosen.fell_back or precision != rt.precision,
         "contenders": [c.to_dict(profile.budgets.percentile) for c in contenders],
     }
     return Runtime(
