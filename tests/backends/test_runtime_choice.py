@@ -232,6 +232,13 @@ def test_auto_selection_predicts_with_the_fastest_runtimes_table(tmp_path: Path)
     selection = select([Candidate({"depth": 4}, ARCH)], profile)
     assert selection.chosen.latency_runtime == "openvino"
     assert any("fastest of the calibrated runtimes (onnxruntime, openvino)" in n for n in selection.notes)
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+
+    shown = CliRunner().invoke(app, ["select", "--profile", str(tmp_path / "host.yaml")])
+    assert shown.exit_code == 0, shown.output
+    assert "predicted with openvino" in shown.stdout and "(fit, openvino)" in shown.stdout
     # a named runtime with the same bundle predicts from its own table only
     data["runtime"]["backend"] = "onnxruntime"
     (tmp_path / "ort.yaml").write_text(yaml.safe_dump(data))
