@@ -378,7 +378,7 @@ def main() -> None:
     args.rounds = args.rounds or (1 if smoke else 3)
     args.min_runs = args.min_runs or (5 if smoke else 50)
     args.min_time = args.min_time if args.min_time is not None else (0.05 if smoke else 1.0)
-    args.steps = args.steps or (5 if smoke else 300)
+    args.steps = args.steps or (5 if smoke else 50)
     args.val_images = args.val_images or (200 if smoke else None)
     args.agreement_images = args.agreement_images or (32 if smoke else 64)
     args.calibration = args.calibration or (32 if smoke else 300)
