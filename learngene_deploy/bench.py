@@ -91,6 +91,7 @@ class LatencyStats:
     round_p50_ms: tuple[float, ...]  # p50 of every round, in run order
     round_p90_ms: tuple[float, ...] = ()  # p90 of every round (empty in stats written before it was kept)
     round_p99_ms: tuple[float, ...] = ()
+    executed_on: list[str] | None = None  # providers/devices the runtime reported running on (None: not reported)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), **{k: list(getattr(self, k)) for k in ROUND_KEYS}}
@@ -157,12 +158,15 @@ def _input_batch(input_shape: tuple[int | str, ...], batch: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
 
 
-def _load_compiled(spec: dict[str, Any]) -> Callable[[np.ndarray], Any]:
+def _load_compiled(spec: dict[str, Any]) -> tuple[Callable[[np.ndarray], Any], list[str] | None]:
+    """The runner's infer and where the runtime reports it runs (:class:`~learngene_deploy.backends.base.Execution`)."""
     from learngene_deploy.backends import get_backend
     from learngene_deploy.backends.base import Compiled
 
     compiled = Compiled.from_dict(spec["compiled"])
-    return get_backend(compiled.backend).load_runner(compiled, threads=spec["threads"]).infer
+    runner = get_backend(compiled.backend).load_runner(compiled, threads=spec["threads"])
+    execution = runner.execution()
+    return runner.infer, list(execution.executed) if execution and execution.executed is not None else None
 
 
 def _load_torch(spec: dict[str, Any]) -> Callable[[np.ndarray], Any]:
@@ -199,7 +203,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     x = _input_batch(tuple(spec["input_shape"]), spec["batch"])
     rss_before = _current_rss_mb()
     start = time.perf_counter()
-    run = _load_torch(spec) if spec["kind"] == "torch" else _load_compiled(spec)
+    run, executed = (_load_torch(spec), ["torch CPU"]) if spec["kind"] == "torch" else _load_compiled(spec)
     load_s = time.perf_counter() - start
     for _ in range(spec["warmup"]):
         run(x)
@@ -228,6 +232,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": peak,
         "model_rss_mb": max(0.0, peak - rss_before),
         "load_s": load_s,
+        "executed_on": executed,
     }
 
 

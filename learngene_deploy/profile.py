@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from learngene_deploy._schema import SchemaError, dump_dataclass, load_dataclass, spec
 from learngene_deploy.errors import ProfileError
-from learngene_deploy.names import BackendName, Precision
+from learngene_deploy.names import AUTO_BACKEND, Precision, RuntimeChoice
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,63}"
 MAX_PROFILE_BYTES = 1 << 20
@@ -80,7 +80,9 @@ class DeviceFacts:
 class RuntimeSpec:
     """The runtime the artifact is compiled for and how it is run."""
 
-    backend: BackendName = spec("inference runtime")
+    backend: RuntimeChoice = spec(
+        "inference runtime; 'auto' (host profiles): the fastest verified runtime installed here"
+    )
     precision: Precision = spec("numeric precision of the compiled model")
     version: str | None = spec("PEP 440 version specifier the target runtime must satisfy", default=None)
     threads: int | None = spec("intra-op CPU threads; null = runtime default", default=None, ge=1, le=1024)
@@ -141,6 +143,12 @@ class DeviceProfile:
 def _check_consistency(p: DeviceProfile) -> None:
     """Cross-field rules that a single field's type cannot express."""
     rt, b, d = p.runtime, p.budgets, p.device
+    if rt.backend == AUTO_BACKEND and not p.host:
+        msg = (
+            "'runtime.backend' auto chooses among the runtimes installed on the machine lgdeploy runs on, so it needs "
+            "'host: true'; name the runtime of this device (onnxruntime, openvino or tensorrt)"
+        )
+        raise SchemaError("runtime.backend", msg)
     only_for = {"execution_provider": "onnxruntime", "device": "openvino", "workspace_mb": "tensorrt"}
     for key, backend in only_for.items():
         if getattr(rt, key) is not None and rt.backend != backend:

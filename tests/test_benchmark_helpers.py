@@ -56,3 +56,54 @@ def test_achieved_and_chosen_checks_read_a_latency_prediction_result():
     assert ceiling.achieved(result["budgets"]) == (9, 5, 1)
     assert ceiling.achieved(result["budgets"], 4) == (12, 5, 1)  # four checks per budget: the empty one fails 4
     assert ceiling.chosen_checks(result) == [(1.6, [1.7, 2.1, 1.4])]  # one model, counted once
+
+
+def _runtime_row(name: str, p50: float, *, fraction: float = 0.5, drop: float | None = None) -> dict:
+    backend, precision = name.split("-")[:2]
+    row = {"name": name, "backend": backend, "precision": precision, "fraction_of_peak": fraction,
+           "latency": {"p50_ms": p50, "p90_ms": p50 * 1.1, "p99_ms": p50 * 1.2}}  # fmt: skip
+    return row | ({"drop_points": drop} if drop is not None else {})
+
+
+def test_runtimes_auto_choice_uses_the_builds_rule():
+    from benchmarks import runtimes
+
+    rows = [_runtime_row("pytorch-fp32", 17.0), _runtime_row("onnxruntime-fp32", 11.4),
+            _runtime_row("openvino-fp32", 7.5), _runtime_row("onnxruntime-int8", 12.0),
+            _runtime_row("openvino-int8", 3.9)]  # fmt: skip
+    auto = runtimes.auto_choices(rows)
+    assert auto["fp32"]["shipped"] == "openvino-fp32"
+    assert auto["int8"]["shipped"] == "openvino-int8" and not auto["int8"]["fell_back"]
+    slower = [r for r in rows if r["name"] != "openvino-int8"]
+    assert runtimes.auto_choices(slower)["int8"]["fell_back"], "ORT's int8 is slower than its fp32: fp32 is shipped"
+
+
+def test_runtimes_judge_reads_the_three_targets():
+    from benchmarks import runtimes
+
+    def shape(key: str, gflop: float, rows: list[dict]) -> dict:
+        return {"key": key, "gflop_per_image": gflop, "rows": rows, "auto": runtimes.auto_choices(rows)}
+
+    vit_ti = [_runtime_row("pytorch-fp32", 17.1), _runtime_row("openvino-fp32", 7.5)]
+    vit_ti.append(_runtime_row("openvino-int8", 2.9))
+    wide = [
+        _runtime_row("pytorch-fp32", 27.6),
+        _runtime_row("openvino-fp32", 10.1, fraction=0.87),
+        _runtime_row("openvino-int8", 4.5),
+    ]
+    trained = [
+        _runtime_row("pytorch-fp32", 1.0, drop=0.0),
+        _runtime_row("openvino-fp32", 0.5),
+        _runtime_row("openvino-int8", 0.4, drop=0.6),
+    ]
+    results = [shape("vit-ti", 2.49, vit_ti), shape("5x384", 3.88, wide), shape("learngene", 0.03, trained)]
+    targets = runtimes.judge(results)
+    assert targets["auto_vs_eager_vit_ti"]["speedup"] == pytest.approx(17.1 / 7.5)
+    assert targets["auto_vs_eager_vit_ti"]["met"]
+    per_shape = {x["shape"]: x for x in targets["int8_vs_best_fp32"]["per_shape"]}
+    assert per_shape["vit-ti"]["speedup"] == pytest.approx(7.5 / 2.9) and per_shape["vit-ti"]["met"]
+    assert per_shape["5x384"]["speedup"] == pytest.approx(10.1 / 4.5) and not per_shape["5x384"]["met"]
+    assert per_shape["learngene"]["drop_points_on_trained_model"] == 0.6
+    largest = targets["openvino_fp32_fraction_of_peak_largest"]
+    assert largest["shape"] == "5x384" and largest["met"]
+    assert runtimes.fraction(2.0, 10.0, 400.0) == pytest.approx((200.0, 0.5))

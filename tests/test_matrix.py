@@ -37,6 +37,7 @@ def test_tensorrt_profiles_run_on_self_hosted_runners_labelled_by_profile() -> N
 
 def test_runtime_filter() -> None:
     assert {e["backend"] for e in _matrix("--runtime", "openvino")} == {"openvino"}
+    assert [e["profile"] for e in _matrix("--runtime", "auto")] == ["cpu-host"]
     result = runner.invoke(app, ["matrix", "--runtime", "tflite"])
     assert result.exit_code == 1 and "valid runtimes are onnxruntime, openvino, tensorrt" in result.stderr
 

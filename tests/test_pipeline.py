@@ -50,7 +50,9 @@ def _opts(learngene: Path, out: Path, **kw) -> BuildOptions:
 def test_build_cpu_host_writes_a_verified_artifact(learngene: Path, tmp_path: Path) -> None:
     stages: list[str] = []
     result = build(_opts(learngene, tmp_path / "art"), log=lambda stage, _msg: stages.append(stage))
-    assert stages == ["select", "recompose", "finetune", "export", "simplify", "compile", "bench", "artifact"]
+    assert list(dict.fromkeys(stages)) == [
+        "select", "recompose", "finetune", "export", "simplify", "compile", "bench", "choose", "artifact"
+    ]  # fmt: skip
     out = result.out_dir
     manifest = verify_artifact(out)
     assert manifest == json.loads((out / "manifest.json").read_text())
@@ -60,7 +62,24 @@ def test_build_cpu_host_writes_a_verified_artifact(learngene: Path, tmp_path: Pa
     assert manifest["selection"]["size"] == {"depth": 3, "genes": 2}
     assert manifest["architecture"]["depth"] == 3
     checks = {(c["reference"], c["candidate"]): c for c in manifest["checks"]}
-    assert set(checks) == {("pytorch", "onnx"), ("onnx", "onnx-simplified"), ("pytorch", "onnxruntime-fp32")}
+    # cpu-host is `backend: auto`: ONNX Runtime and OpenVINO both compiled, verified and benchmarked side by side
+    choice = manifest["runtime_choice"]
+    shipped = choice["shipped"]
+    assert choice["requested"] == "auto" and shipped in ("onnxruntime-fp32", "openvino-fp32")
+    contenders = {c["name"]: c for c in choice["contenders"]}
+    assert {"onnxruntime-fp32", "openvino-fp32"} <= set(contenders)
+    for name in ("onnxruntime-fp32", "openvino-fp32"):
+        assert contenders[name]["verified"] and contenders[name]["latency_ms"] > 0, contenders[name]
+        assert contenders[name]["execution"]["passed"] and contenders[name]["execution"]["executed"]
+    fastest = min(("onnxruntime-fp32", "openvino-fp32"), key=lambda n: contenders[n]["latency_ms"])
+    assert shipped == fastest and shipped in choice["why"]
+    assert manifest["compile"]["backend"] == contenders[shipped]["backend"]
+    assert manifest["benchmark"]["p90_ms"] == contenders[shipped]["p90_ms"]
+    assert manifest["execution"]["requested"] == ("CPUExecutionProvider" if "onnxruntime" in shipped else "CPU")
+    assert not (tmp_path / ".art.work").exists(), "the losers' files went with the work directory"
+    if "openvino" in shipped:
+        assert {"model.xml", "model.bin"} <= set(manifest["files"])
+    assert set(checks) == {("pytorch", "onnx"), ("onnx", "onnx-simplified"), ("pytorch", shipped)}
     assert all(c["passed"] and c["max_abs_diff"] < 1e-4 for c in checks.values())
     stats = manifest["benchmark"]
     assert stats["runs"] >= 5 and 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
@@ -70,7 +89,8 @@ def test_build_cpu_host_writes_a_verified_artifact(learngene: Path, tmp_path: Pa
     props = {p.key: p.value for p in onnx.load(out / "model.onnx").metadata_props}
     assert props["lgdeploy.profile"] == "cpu-host"
     assert json.loads(props["lgdeploy.size"]) == {"depth": 3, "genes": 2}
-    assert "pytorch → onnxruntime-fp32" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert f"pytorch → {shipped}" in report and "## Runtimes" in report and "**shipped**" in report
     svg = (out / "selection.svg").read_text()
     assert svg.startswith("<svg") and "chosen: depth=3 genes=2" in svg and "measured" in svg
     for key in ("schema_version", "toolkit_version", "status", "profile", "learngene", "architecture", "finetune",
@@ -167,7 +187,8 @@ def test_non_native_input_size_is_refused(learngene: Path, tmp_path: Path) -> No
 
 @pytest.fixture(scope="module")
 def built(learngene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build(_opts(learngene, tmp_path_factory.mktemp("built") / "art")).out_dir
+    """cpu-host pinned to ONNX Runtime: auto's choice between two runtimes this fast is a coin toss on timing noise."""
+    return build(_opts(learngene, tmp_path_factory.mktemp("built") / "art", backend="onnxruntime")).out_dir
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -292,6 +313,8 @@ MEASURED: tuple[tuple[str, ...], ...] = (
     ("compile", "seconds"),
     *(("benchmark", key) for key in BENCHMARK_MEASURED),
     ("latency", "measured_ms"),
+    ("runtime_choice", "contenders"),  # every contender's latencies (and load times)
+    ("runtime_choice", "why"),  # names the measured latency
     ("budgets", "latency", "value_ms"),  # the measured p90 (cpu-host is the target)
     ("budgets", "memory", "value_mb"),  # the measured model RSS
     ("files", "report.md"),  # the report and the plot print the measured latency and memory
@@ -313,7 +336,7 @@ def _without_measurements(manifest: dict) -> dict:
 def test_same_inputs_build_identical_model_and_manifest(learngene: Path, built: Path, tmp_path: Path) -> None:
     import hashlib
 
-    again = build(_opts(learngene, tmp_path / "again")).out_dir
+    again = build(_opts(learngene, tmp_path / "again", backend="onnxruntime")).out_dir
     sha = [hashlib.sha256((d / "model.onnx").read_bytes()).hexdigest() for d in (built, again)]
     assert sha[0] == sha[1], "the same inputs and seed must give a byte-identical model.onnx"
     first, second = (_without_measurements(json.loads((d / "manifest.json").read_text())) for d in (built, again))
@@ -455,3 +478,129 @@ def test_cli_refuses_tampered_artifact(built: Path, tmp_path: Path, command: str
         "build); rebuild the artifact or restore the original file."
     )
     assert "target_benchmarks" not in json.loads((art / "manifest.json").read_text()), "nothing was recorded"
+
+
+# --- INT8 gated on speed -------------------------------------------------------------------------------------------
+def _int8_twice_as_slow(monkeypatch: pytest.MonkeyPatch, *, int8_ms: float = 2.0) -> None:
+    """Benchmark for real, then report every INT8 model at ``int8_ms`` and every fp32 one at 1 ms (deterministic)."""
+    import dataclasses
+
+    from learngene_deploy import bench
+
+    real = bench.benchmark_many
+
+    def fake(models, **kwargs):
+        stats = real(models, **kwargs)
+        ms = {"int8": int8_ms, "fp32": 1.0}
+        return [dataclasses.replace(s, **dict.fromkeys(("p50_ms", "p90_ms", "p99_ms"), ms[s.precision])) for s in stats]
+
+    monkeypatch.setattr(bench, "benchmark_many", fake)
+
+
+def test_int8_not_faster_than_fp32_is_rejected_or_ships_fp32_on_request(
+    learngene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from learngene_deploy.artifact.store import recheck_artifact
+
+    _int8_twice_as_slow(monkeypatch)
+    int8 = dict(backend="onnxruntime", precision="int8", max_int8_drop=100.0, min_agreement=0.0)
+    with pytest.raises(VerificationError) as info:
+        build(_opts(learngene, tmp_path / "a", **int8))
+    assert "onnxruntime int8 is not faster than its fp32 twin: p90 2 ms against 1 ms" in str(info.value)
+    assert "--int8-fallback fp32" in str(info.value) and not (tmp_path / "a").exists()
+
+    manifest = build(_opts(learngene, tmp_path / "b", int8_fallback="fp32", **int8)).manifest
+    assert manifest["profile"]["runtime"]["precision"] == "int8"
+    assert manifest["compile"]["precision"] == "fp32" and manifest["compile"]["files"] == ["model.onnx"]
+    gate = manifest["int8_speed_gate"]
+    assert gate["decision"] == "--int8-fallback fp32: the fp32 model is shipped"
+    (record,) = gate["runtimes"]
+    assert record["applied"] and not record["passed"] and record["speedup"] == 0.5
+    choice = manifest["runtime_choice"]
+    assert choice["fell_back_to_fp32"] and choice["shipped"] == "onnxruntime-fp32"
+    assert choice["why"].startswith("INT8 was not faster than fp32 on any runtime, so --int8-fallback fp32 ships")
+    int8_contender = next(c for c in choice["contenders"] if c["precision"] == "int8")
+    assert "not faster than its fp32 twin" in int8_contender["rejected"]
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert "## INT8 speed gate" in report and "int8 → onnxruntime fp32" in report
+    assert recheck_artifact(tmp_path / "b")["passed"], "the shipped fp32 model re-verifies against its own gate"
+
+
+def test_int8_fallback_option_is_validated(learngene: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+
+    result = CliRunner().invoke(app, ["build", "-p", "cpu-host", "-l", str(learngene), "--int8-fallback", "fp16"])
+    assert result.exit_code == 1 and "--int8-fallback 'fp16' is not one of: fp32." in result.stderr
+    result = CliRunner().invoke(app, ["build", "-p", "raspberry-pi-5", "-l", str(learngene), "--backend", "auto"])
+    assert result.exit_code == 1 and "needs 'host: true'" in " ".join(result.stderr.split())
+
+
+def test_int8_over_the_accuracy_limit_gets_the_accuracy_controlled_path(
+    learngene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain INT8 misses the limit (forced), the runtime's accuracy-aware INT8 replaces it and is recorded."""
+    import dataclasses
+
+    from learngene_deploy import gates
+
+    real, calls = gates.check_accuracy, []
+
+    def plain_int8_misses(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(result.candidate)
+        return dataclasses.replace(result, max_drop_points=-1000.0) if len(calls) == 1 else result
+
+    monkeypatch.setattr(gates, "check_accuracy", plain_int8_misses)
+    _int8_twice_as_slow(monkeypatch, int8_ms=0.5)
+    opts = dict(backend="onnxruntime", precision="int8", max_int8_drop=100.0, min_agreement=0.0)
+    manifest = build(_opts(learngene, tmp_path / "art", **opts)).manifest
+    assert calls == ["onnxruntime-int8", "onnxruntime-int8"], "plain INT8, then the accuracy-controlled one"
+    int8 = next(c for c in manifest["runtime_choice"]["contenders"] if c["precision"] == "int8")
+    control = int8["accuracy_control"]
+    assert "quantize_static" in control["method"] and "qdq_loss_debug" in control["method"]
+    assert "over the -1000-point limit" in control["plain_int8"]["failure"]
+    assert control["search_drop_points"] <= 100.0 and isinstance(control["fp32_layers"], list)
+    assert control["drop_points"] == manifest["int8_accuracy"]["drop_points"], "the gate's drop is on validation images"
+    assert manifest["compile"]["settings"]["accuracy_control"]["fp32_layers"] == control["fp32_layers"]
+    assert manifest["runtime_choice"]["shipped"] == "onnxruntime-int8" and int8["latency_ms"] == 0.5
+    assert not [c for c in manifest["checks"] if not c["passed"]], "the shipped model's own checks all passed"
+
+
+def _pi_int8_with_tables(tmp_path: Path, int8_scale: float) -> Path:
+    """raspberry-pi-5 at int8 with calibrated int8 and fp32 tables (synthetic coefficients) beside it."""
+    import yaml
+
+    from learngene_deploy.profile import shipped_profiles_dir
+    from learngene_deploy.sizing.latency import FEATURES, LatencyTable, save_tables
+
+    coef = {"const": 0.5, "blocks": 0.1, "linear_gflop": 20.0, "attention_gflop": 30.0, "activation_melem": 0.01}
+    tables = [
+        LatencyTable(profile="raspberry-pi-5", backend="onnxruntime", precision=precision, threads=4, batch=1,
+                     percentile=90, points=[], coef={k: coef[k] * scale for k in FEATURES})
+        for precision, scale in (("int8", int8_scale), ("fp32", 1.0))
+    ]  # fmt: skip
+    save_tables(tables, tmp_path / "pi.latency.json")
+    data = yaml.safe_load((shipped_profiles_dir() / "raspberry-pi-5.yaml").read_text())
+    data["runtime"]["precision"] = "int8"
+    data["latency_table"] = "pi.latency.json"
+    (tmp_path / "pi.yaml").write_text(yaml.safe_dump(data))
+    return tmp_path / "pi.yaml"
+
+
+def test_off_host_int8_speed_gate_reads_the_targets_tables(learngene: Path, tmp_path: Path) -> None:
+    """Not the build machine: INT8 against fp32 comes from the device's calibrated tables, not from this CPU."""
+    fast = build(_opts(learngene, tmp_path / "fast", profile=str(_pi_int8_with_tables(tmp_path, 0.4)),
+                       max_int8_drop=100.0, min_agreement=0.0)).manifest  # fmt: skip
+    gate = fast["int8_speed_gate"]
+    assert gate["applied"] and gate["passed"] and gate["speedup"] == pytest.approx(2.5)
+    assert "calibrated latency table pi.latency.json" in gate["basis"] and fast["compile"]["precision"] == "int8"
+    assert [c["role"] for c in fast["runtime_choice"]["contenders"]] == ["candidate"], "no fp32 twin off the host"
+
+    slow = _pi_int8_with_tables(tmp_path, 1.5)
+    with pytest.raises(VerificationError, match=r"predicted no faster than fp32 on raspberry-pi-5.*--int8-fallback"):
+        build(_opts(learngene, tmp_path / "slow", profile=str(slow), max_int8_drop=100.0, min_agreement=0.0))
+    shipped = build(_opts(learngene, tmp_path / "slow", profile=str(slow), int8_fallback="fp32")).manifest
+    assert shipped["compile"]["precision"] == "fp32" and shipped["runtime_choice"]["fell_back_to_fp32"]
+    assert shipped["int8_speed_gate"]["decision"] == "--int8-fallback fp32: the fp32 model is shipped"

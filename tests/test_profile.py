@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from learngene_deploy.errors import ProfileError
-from learngene_deploy.names import BACKENDS, PRECISIONS
+from learngene_deploy.names import PRECISIONS, RUNTIME_CHOICES
 from learngene_deploy.profile import (
     DeviceProfile,
     list_profiles,
@@ -50,7 +50,7 @@ def test_shipped_profile_is_valid(name: str) -> None:
     p = load_profile(name)
     assert isinstance(p, DeviceProfile)
     assert p.name == name, "a shipped profile's name must equal its file name"
-    assert p.runtime.backend in BACKENDS and p.runtime.precision in PRECISIONS
+    assert p.runtime.backend in RUNTIME_CHOICES and p.runtime.precision in PRECISIONS
     assert p.device.peak_gflops.at(p.runtime.precision) is not None
     assert 0 < p.budgets.memory_mb <= p.device.memory_mb
     assert len(p.sha256) == 64 and Path(p.source).is_file()
@@ -66,6 +66,7 @@ def test_issue_runtime_choices() -> None:
     assert (phone.runtime.backend, phone.runtime.format) == ("onnxruntime", "ort")
     host = load_profile("cpu-host")
     assert host.host and host.runtime.threads == 2
+    assert host.runtime.backend == "auto", "the machine lgdeploy runs on gets the fastest verified runtime"
 
 
 def test_load_by_name_and_by_path_agree(tmp_path: Path) -> None:
@@ -83,6 +84,19 @@ def test_round_trip_to_dict_reloads_identically() -> None:
         p = load_profile(name)
         again = profile_from_dict(copy.deepcopy(p.to_dict()), source="again")
         assert again.to_dict() == p.to_dict()
+
+
+def test_auto_is_valid_on_a_host_profile_and_an_override_is_revalidated(tmp_path: Path) -> None:
+    from learngene_deploy.profile import resolve_profile
+
+    data = _base()
+    data["host"] = True
+    data["runtime"]["backend"] = "auto"
+    del data["runtime"]["execution_provider"]
+    assert load_profile(_write(tmp_path, data)).runtime.backend == "auto"
+    with pytest.raises(ProfileError, match="needs 'host: true'"):
+        resolve_profile("raspberry-pi-5", backend="auto")
+    assert resolve_profile("cpu-host", backend="onnxruntime").runtime.backend == "onnxruntime"
 
 
 def test_defaults_fill_optional_keys() -> None:
@@ -113,7 +127,11 @@ BROKEN: dict[str, tuple[dict[str, Any], list[str]]] = {
     ),
     "negative latency budget": ({"budgets.latency_ms": -5}, ["budgets.latency_ms", "greater than 0"]),
     "zero memory budget": ({"budgets.memory_mb": 0}, ["budgets.memory_mb", "greater than 0"]),
-    "unknown runtime": ({"runtime.backend": "tflite"}, ["runtime.backend", "onnxruntime, openvino, tensorrt"]),
+    "unknown runtime": ({"runtime.backend": "tflite"}, ["runtime.backend", "onnxruntime, openvino, tensorrt, auto"]),
+    "auto on a device that is not this machine": (
+        {"runtime.backend": "auto", "runtime.execution_provider": _DELETE},
+        ["runtime.backend", "auto", "host: true"],
+    ),
     "unknown precision": ({"runtime.precision": "fp8"}, ["runtime.precision", "fp32, fp16, int8"]),
     "wrong type (string for int)": ({"runtime.threads": "four"}, ["runtime.threads", "integer"]),
     "wrong type (bool for number)": ({"budgets.latency_ms": True}, ["budgets.latency_ms", "number"]),

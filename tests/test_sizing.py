@@ -264,6 +264,7 @@ def test_profile_with_table_uses_measurement_then_fit(tmp_path: Path) -> None:
     table_path = _table(tmp_path)
     data = yaml.safe_load((shipped_profiles_dir() / "cpu-host.yaml").read_text())
     data["latency_table"] = table_path.name
+    data["runtime"]["backend"] = "onnxruntime"  # one named runtime: its table alone predicts
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
     predictor = predictor_for(load_profile(tmp_path / "p.yaml"))
     assert isinstance(predictor, TablePredictor)

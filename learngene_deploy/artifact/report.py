@@ -102,6 +102,18 @@ def selection_svg(
     return "\n".join(parts) + "\n"
 
 
+def _runtime_label(manifest: dict[str, Any]) -> str:
+    """``openvino fp32 (openvino 2026.4.1)``, or ``auto → openvino fp32 (...)`` when the build chose the runtime."""
+    asked = manifest["profile"]["runtime"]
+    compiled = manifest.get("compile")
+    if not compiled:
+        return f"{asked['backend']} {asked['precision']}"
+    shipped = f"{compiled['backend']} {compiled['precision']} ({compiled['tool']})"
+    if (asked["backend"], asked["precision"]) != (compiled["backend"], compiled["precision"]):
+        return f"{asked['backend']} {asked['precision']} → {shipped}"
+    return shipped
+
+
 def report_markdown(manifest: dict[str, Any]) -> str:
     """A one-page summary of the manifest for humans."""
     prof = manifest["profile"]
@@ -113,8 +125,7 @@ def report_markdown(manifest: dict[str, Any]) -> str:
         f"# lgdeploy artifact: {prof['name']}",
         "",
         f"- status: **{manifest['status']}**",
-        f"- runtime: {prof['runtime']['backend']} {prof['runtime']['precision']}"
-        + (f" ({manifest['compile']['tool']})" if manifest.get("compile") else ""),
+        f"- runtime: {_runtime_label(manifest)}",
         f"- learngene: `{Path(manifest['learngene']['path']).name}` ({manifest['learngene']['method']}), "
         f"size {manifest['selection']['size']}",
         f"- architecture: depth {arch['depth']}, width {arch['embed_dim']}, {arch['num_heads']} heads, "
@@ -166,11 +177,80 @@ def report_markdown(manifest: dict[str, Any]) -> str:
                 f"| {c['reference']} → {c['candidate']} (accuracy) | {c['num_images']} | — | "
                 f"{c['candidate_accuracy']:.1%} vs {c['reference_accuracy']:.1%} | {result} |"
             )
+    lines += _runtime_lines(manifest)
     if manifest["skipped"]:
         lines += ["", "## Skipped", ""]
         lines += [f"- {s['stage']}: {s['reason']}" for s in manifest["skipped"]]
     lines += ["", f"![selection]({PLOT})", ""]
     return "\n".join(lines)
+
+
+def _runtime_lines(manifest: dict[str, Any]) -> list[str]:
+    """The contenders side by side (runtime auto-choice, INT8's fp32 twins), INT8's speed gate and where it ran."""
+    choice = manifest.get("runtime_choice")
+    lines: list[str] = []
+    if choice and len(choice["contenders"]) > 1:
+        pct = choice["percentile"]
+        lines += [
+            "",
+            "## Runtimes",
+            "",
+            f"Requested: `{choice['requested']}`. Rule: {choice['rule']}.",
+            "",
+            f"| contender | role | ran on | p50 | p{pct} | images/s | result |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in choice["contenders"]:
+            ran = ", ".join((c.get("execution") or {}).get("executed") or []) or "—"
+            if c["name"] == choice["shipped"]:
+                result = "**shipped**"
+            elif c["rejected"]:
+                result = f"rejected: {c['rejected']}"
+            else:
+                result = "verified, slower"
+            lines.append(
+                f"| {c['name']} | {c['role']} | {ran} | {_fmt(c.get('p50_ms'), '.3g', ' ms')} | "
+                f"{_fmt(c.get('latency_ms'), '.3g', ' ms')} | {_fmt(c.get('throughput_ips'), '.0f')} | {result} |"
+            )
+        lines += ["", f"Why: {choice['why']}"]
+    for c in (choice or {}).get("contenders", []):
+        control = c.get("accuracy_control")
+        if not control or "drop_points" not in control:
+            continue
+        layers = control.get("fp32_layers") or []
+        lines += [
+            "",
+            f"## Accuracy-controlled INT8 ({c['name']})",
+            "",
+            f"- plain INT8 dropped {control['plain_int8']['drop_points']:.2f} points (limit "
+            f"{control['max_drop_points']:g}); {control['method']} reached {control['search_drop_points']:.2f} on "
+            f"{control['data']} and {control['drop_points']:.2f} on the validation images",
+            f"- kept in fp32: {len(layers)} layers" + (f" ({', '.join(layers)})" if layers else ""),
+            f"- p{choice['percentile']}: {_fmt(c.get('latency_ms'), '.3g', ' ms')}",
+        ]
+    speed = manifest.get("int8_speed_gate")
+    if speed:
+        lines += ["", "## INT8 speed gate", ""]
+        for r in speed.get("runtimes", [speed]):
+            if r.get("applied"):
+                verdict = "pass" if r["passed"] else f"**rejected**: {r.get('reason', '')}"
+                lines.append(
+                    f"- {r.get('backend', manifest['profile']['runtime']['backend'])}: int8 p{r['percentile']} "
+                    f"{r['int8_ms']:.3g} ms vs fp32 {r['fp32_ms']:.3g} ms, {r['speedup']:.2f}x ({r['basis']}): "
+                    f"{verdict}"
+                )
+            else:
+                lines.append(f"- not applied: {r['reason']}")
+        if speed.get("decision"):
+            lines.append(f"- decision: {speed['decision']}")
+    execution = manifest.get("execution")
+    if execution and execution.get("executed") is not None:
+        lines += [
+            "",
+            f"Ran on: {', '.join(execution['executed'])} (asked for {execution['requested']}; "
+            f"reported by `{execution['reported_by']}`).",
+        ]
+    return lines
 
 
 def write_report(directory: Path, manifest: dict[str, Any], selection: Any) -> None:

@@ -67,6 +67,46 @@ class Compiled:
         )
 
 
+@dataclass(frozen=True)
+class Execution:
+    """Where a loaded model actually runs, as its runtime reports it, against where it was asked to run.
+
+    Runtimes fall back silently (an ONNX Runtime CUDA provider that cannot start leaves the session on the CPU
+    provider; an OpenVINO AUTO device picks what it likes), so the build records what ran and fails on a mismatch.
+    """
+
+    backend: str
+    requested: str  # the execution provider (ORT) or device (OpenVINO) the profile asked for
+    executed: tuple[str, ...] | None  # what the runtime reports; None when it cannot say
+    reported_by: str  # the call that reported it, e.g. "session.get_providers()"
+
+    @property
+    def passed(self) -> bool:
+        if self.executed is None or self.requested == "AUTO":
+            return True
+        if self.backend == "onnxruntime":  # the first provider of the session is the one nodes are assigned to first
+            return bool(self.executed) and self.executed[0] == self.requested
+        return bool(self.executed) and all(d.split(".")[0] == self.requested for d in self.executed)
+
+    def message(self) -> str:
+        """One sentence saying what ran where it should not (only meaningful when not :attr:`passed`)."""
+        ran = ", ".join(self.executed or ()) or "nothing"
+        return (
+            f"{self.backend} was asked to run the model on {self.requested} but ran it on {ran} "
+            f"({self.reported_by}); install the {self.backend} build that supports {self.requested} on this machine, "
+            "or set the profile's runtime to what this machine has, instead of shipping a model measured elsewhere."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "requested": self.requested,
+            "executed": list(self.executed) if self.executed is not None else None,
+            "reported_by": self.reported_by,
+            "passed": self.passed,
+        }
+
+
 class Runner(ABC):
     """A loaded model: float32 N x C x H x W images in, N x classes logits out."""
 
@@ -87,6 +127,10 @@ class Runner(ABC):
     @abstractmethod
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Run one batch whose size the model accepts (:attr:`static_batch` when that is set)."""
+
+    def execution(self) -> Execution | None:
+        """Where the runtime reports the model runs (see :class:`Execution`); ``None`` when it cannot say."""
+        return None
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run any number of images, in chunks of the static batch when the model has one.
@@ -181,6 +225,35 @@ class Backend(ABC):
             ExportError: the runtime failed to convert the model.
         """
 
+    accuracy_control: ClassVar[str | None] = None  # the library path behind compile_accuracy_controlled, if any
+
+    def compile_accuracy_controlled(
+        self,
+        onnx_path: str | Path,
+        out_dir: str | Path,
+        *,
+        calibration_data: np.ndarray,
+        calibration_labels: np.ndarray,
+        max_drop_points: float,
+        profile: DeviceProfile | None = None,
+    ) -> Compiled:
+        """INT8 that keeps the layers most sensitive to quantization in float until the top-1 drop is within limits.
+
+        The drop is measured on the labelled calibration images (fine-tune data), never on the validation images
+        the build's accuracy gate then measures. ``settings["accuracy_control"]`` records the layers kept in fp32
+        and the drop the search reached.
+
+        Raises:
+            ConfigError: this backend has no accuracy-aware INT8 path.
+            ExportError: even the search's last step misses the limit.
+        """
+        del onnx_path, out_dir, calibration_data, calibration_labels, max_drop_points, profile
+        msg = (
+            f"the {self.name} backend has no accuracy-controlled INT8; use onnxruntime or openvino, calibrate on more "
+            "representative images, or raise --max-int8-drop."
+        )
+        raise ConfigError(msg)
+
     @abstractmethod
     def load_runner(self, compiled: Compiled, *, threads: int | None = None) -> Runner:
         """Load compiled files for inference.
@@ -215,6 +288,25 @@ def need_calibration(backend: Backend, calibration_data: np.ndarray | None) -> n
         )
         raise ConfigError(msg)
     return np.ascontiguousarray(calibration_data, dtype=np.float32)
+
+
+def labelled_batches(images: np.ndarray, labels: np.ndarray, batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Whole batches of (images, labels) for calibration and accuracy searches (a static-batch model needs them)."""
+    if len(labels) != len(images):
+        msg = f"got {len(images)} calibration images but {len(labels)} labels; pass one integer label per image."
+        raise ConfigError(msg)
+    usable = len(images) - len(images) % batch
+    if usable == 0:
+        msg = f"{len(images)} calibration images do not fill one batch of {batch}; pass more."
+        raise ConfigError(msg)
+    return [(images[i : i + batch], np.asarray(labels[i : i + batch])) for i in range(0, usable, batch)]
+
+
+def top1(logits_fn: Any, batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, list[float]]:
+    """Top-1 accuracy of ``logits_fn`` over labelled batches, and each batch's accuracy."""
+    per_batch = [float(np.mean(np.asarray(logits_fn(x)).argmax(1) == y)) for x, y in batches]
+    sizes = [len(y) for _, y in batches]
+    return float(np.average(per_batch, weights=sizes)), per_batch
 
 
 def source_facts(onnx_path: Path) -> tuple[tuple[int | str, ...], str]:

@@ -26,11 +26,14 @@ from learngene_deploy._imports import require
 from learngene_deploy.backends.base import (
     Backend,
     Compiled,
+    Execution,
     Runner,
+    labelled_batches,
     need_calibration,
     prepare,
     runner_threads,
     source_facts,
+    top1,
 )
 from learngene_deploy.errors import BackendUnavailableError, ConfigError, ExportError
 from learngene_deploy.export import error_summary
@@ -70,6 +73,15 @@ class OpenVINORunner(Runner):
     def infer(self, x: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
         return np.array(result[0])
+
+    def execution(self) -> Execution:
+        """The compiled model's ``EXECUTION_DEVICES`` (what an AUTO or GPU request really got)."""
+        requested = self.compiled.settings.get("device", "CPU")
+        try:
+            executed: tuple[str, ...] | None = tuple(self.model.get_property("EXECUTION_DEVICES"))
+        except RuntimeError:  # a plugin that does not report it
+            executed = None
+        return Execution("openvino", requested, executed, 'compiled_model.get_property("EXECUTION_DEVICES")')
 
 
 class OpenVINOBackend(Backend):
@@ -112,14 +124,7 @@ class OpenVINOBackend(Backend):
         calibration = need_calibration(self, calibration_data) if precision == "int8" else None
         runtime = profile.runtime if profile is not None else None
         device = (runtime.device if runtime is not None else None) or "CPU"
-        try:
-            model = ov.convert_model(str(src))
-        except Exception as e:
-            msg = (
-                f"OpenVINO could not convert {src.name} ({error_summary(e)}); "
-                "re-export at opset 18 or simplify the model first."
-            )
-            raise ExportError(msg) from e
+        model = _convert(src)
         input_shape, source_sha256 = source_facts(src)
         settings: dict[str, Any] = {
             "threads": runtime.threads if runtime is not None else None,
@@ -136,6 +141,64 @@ class OpenVINOBackend(Backend):
         return Compiled(
             backend=self.name,
             precision=precision,
+            model_path=xml,
+            files=(xml, xml.with_suffix(".bin")),
+            input_shape=input_shape,
+            source=src,
+            source_sha256=source_sha256,
+            tool=f"openvino {ov.get_version().split('-')[0]}",
+            seconds=time.perf_counter() - start,
+            settings=settings,
+        )
+
+    accuracy_control: ClassVar[str | None] = "NNCF quantize_with_accuracy_control"
+
+    def compile_accuracy_controlled(
+        self,
+        onnx_path: str | Path,
+        out_dir: str | Path,
+        *,
+        calibration_data: np.ndarray,
+        calibration_labels: np.ndarray,
+        max_drop_points: float,
+        profile: DeviceProfile | None = None,
+    ) -> Compiled:
+        """NNCF's ``quantize_with_accuracy_control``: quantize, then revert the most sensitive layers to float until
+        the top-1 drop on the labelled calibration images is within ``max_drop_points``; see
+        :meth:`Backend.compile_accuracy_controlled`."""
+        import openvino as ov
+
+        src, out, start = prepare(self, onnx_path, out_dir, "int8")
+        calibration = need_calibration(self, calibration_data)
+        runtime = profile.runtime if profile is not None else None
+        device = (runtime.device if runtime is not None else None) or "CPU"
+        model = _convert(src)
+        input_shape, source_sha256 = source_facts(src)
+        batch = input_shape[0] if isinstance(input_shape[0], int) else CALIBRATION_BATCH
+        items = labelled_batches(calibration, calibration_labels, batch)
+        quantized = _quantize_with_accuracy_control(model, items, max_drop_points)
+        kept = _fp32_layers(quantized)
+        search_drop = _search_drop(model, quantized, items)
+        xml = out / "model.xml"
+        ov.save_model(quantized, str(xml), compress_to_fp16=False)
+        settings: dict[str, Any] = {
+            "threads": runtime.threads if runtime is not None else None,
+            "device": device,
+            "inference_precision": self.inference_precision or "f32",
+            "weights": "int8 (NNCF, accuracy-controlled)",
+            "calibration": {"images": len(calibration), "model_type": "TRANSFORMER", "preset": "PERFORMANCE"},
+            "accuracy_control": {
+                "method": "nncf.quantize_with_accuracy_control (absolute top-1 drop)",
+                "data": "labelled fine-tune (train) images, not the validation images",
+                "max_drop_points": max_drop_points,
+                "search_drop_points": search_drop,
+                "fp32_layers": kept,  # every matmul/convolution no FakeQuantize feeds (NNCF's patterns included)
+                "int8_layers": _layer_count(quantized) - len(kept),
+            },
+        }
+        return Compiled(
+            backend=self.name,
+            precision="int8",
             model_path=xml,
             files=(xml, xml.with_suffix(".bin")),
             input_shape=input_shape,
@@ -165,6 +228,85 @@ class OpenVINOBackend(Backend):
         """Compile the IR for its device with the recorded precision hint; see :meth:`Backend.load_runner`."""
         self.require()
         return OpenVINORunner(compiled, runner_threads(compiled, threads))
+
+
+def _convert(src: Path) -> Any:
+    import openvino as ov
+
+    try:
+        return ov.convert_model(str(src))
+    except Exception as e:
+        msg = (
+            f"OpenVINO could not convert {src.name} ({error_summary(e)}); "
+            "re-export at opset 18 or simplify the model first."
+        )
+        raise ExportError(msg) from e
+
+
+_QUANTIZABLE = ("MatMul", "Convolution")
+_PASS_THROUGH = ("Convert", "Reshape", "Transpose", "Subtract", "Multiply", "Unsqueeze", "Squeeze")
+
+
+def _fp32_layers(model: Any) -> list[str]:
+    """Names of the matmuls and convolutions of a quantized ``ov.Model`` that no FakeQuantize feeds: left in float."""
+
+    def quantized(node: Any, depth: int = 4) -> bool:
+        for value in node.inputs():
+            source = value.get_source_output().get_node()
+            kind = source.get_type_name()
+            if kind == "FakeQuantize" or (depth and kind in _PASS_THROUGH and quantized(source, depth - 1)):
+                return True
+        return False
+
+    return sorted(op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in _QUANTIZABLE
+                  and not quantized(op))  # fmt: skip
+
+
+def _layer_count(model: Any) -> int:
+    return sum(op.get_type_name() in _QUANTIZABLE for op in model.get_ordered_ops())
+
+
+def _search_drop(model: Any, quantized: Any, items: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Top-1 drop (points) of ``quantized`` against ``model`` on the labelled calibration batches, both run in f32."""
+    import openvino as ov
+
+    accuracy = []
+    for m in (model, quantized):
+        compiled = ov.Core().compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        accuracy.append(top1(lambda x, c=compiled: c(x)[0], items)[0])
+    return 100.0 * (accuracy[0] - accuracy[1])
+
+
+def _quantize_with_accuracy_control(model: Any, items: list[tuple[np.ndarray, np.ndarray]], max_drop: float) -> Any:
+    """NNCF's accuracy-aware quantization on labelled batches (calibration and validation: the fine-tune data)."""
+    nncf = require("nncf", purpose="OpenVINO accuracy-controlled int8 quantization")
+
+    def validate(compiled_model: Any, data: Any) -> tuple[float, list[float]]:
+        return top1(lambda x: compiled_model(x)[0], list(data))
+
+    nncf_logger = logging.getLogger("nncf")
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.ERROR)
+    try:
+        return nncf.quantize_with_accuracy_control(
+            model,
+            nncf.Dataset(items, lambda item: item[0]),
+            nncf.Dataset(items),
+            validate,
+            max_drop=max_drop / 100.0,
+            drop_type=nncf.DropType.ABSOLUTE,
+            subset_size=len(items),
+            model_type=nncf.ModelType.TRANSFORMER,
+            preset=nncf.QuantizationPreset.PERFORMANCE,
+        )
+    except Exception as e:
+        msg = (
+            f"NNCF accuracy-controlled int8 quantization failed ({error_summary(e)}); calibrate on more images or "
+            "raise --max-int8-drop."
+        )
+        raise ExportError(msg) from e
+    finally:
+        nncf_logger.setLevel(level)
 
 
 def _quantize_int8(model: Any, images: np.ndarray, input_shape: tuple[int | str, ...]) -> Any:

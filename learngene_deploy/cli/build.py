@@ -79,7 +79,11 @@ def build_command(
     ] = None,
     backend: Annotated[
         str | None,
-        typer.Option("--backend", help="Override the profile's runtime: onnxruntime, openvino, tensorrt."),
+        typer.Option(
+            "--backend",
+            help="Override the profile's runtime: onnxruntime, openvino, tensorrt, or auto (host profiles: the "
+            "fastest verified runtime installed here).",
+        ),
     ] = None,
     precision: Annotated[
         str | None,
@@ -119,6 +123,14 @@ def build_command(
     max_int8_drop: Annotated[
         float, typer.Option("--max-int8-drop", min=0.0, help="INT8 gate: allowed top-1 drop vs fp32, points.")
     ] = 1.0,
+    int8_fallback: Annotated[
+        str | None,
+        typer.Option(
+            "--int8-fallback",
+            help="fp32: when INT8 is not faster than its fp32 twin, ship the fp32 model (and say so) instead of "
+            "failing the build.",
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of the fine-tune and data order.")
     ] = 0,
@@ -140,7 +152,7 @@ def build_command(
 ) -> None:
     """Recompose, fine-tune, export, simplify, verify, compile and benchmark a model for each device profile."""
     from learngene_deploy.errors import ConfigError
-    from learngene_deploy.names import BACKENDS, EXPORTERS, PRECISIONS, SIMPLIFIERS
+    from learngene_deploy.names import EXPORTERS, INT8_FALLBACKS, PRECISIONS, RUNTIME_CHOICES, SIMPLIFIERS
     from learngene_deploy.pipeline.run import BuildOptions, build
     from learngene_deploy.profile import list_profiles
 
@@ -150,10 +162,11 @@ def build_command(
     if not names:
         raise ConfigError("no profile given; pass --profile NAME (see `lgdeploy profiles list`) or --all.")
     choices = (
-        (backend, BACKENDS, "--backend"),
+        (backend, RUNTIME_CHOICES, "--backend"),
         (precision, PRECISIONS, "--precision"),
         (exporter, EXPORTERS, "--exporter"),
         (simplifier, SIMPLIFIERS, "--simplifier"),
+        (int8_fallback, INT8_FALLBACKS, "--int8-fallback"),
     )
     for value, valid, option in choices:
         if value is not None and value not in valid:
@@ -196,6 +209,7 @@ def build_command(
                 max_abs=max_abs_diff,
                 min_agreement=min_agreement,
                 max_int8_drop=max_int8_drop,
+                int8_fallback=int8_fallback,
                 seed=seed,
                 recipe=recipe,
                 aug=tuple(aug or ()),

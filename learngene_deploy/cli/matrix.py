@@ -23,19 +23,21 @@ def matrix_command(
     runtime: Annotated[
         list[str] | None,
         typer.Option(
-            "--runtime", "-r", help="Only profiles with this backend (repeatable): onnxruntime, openvino, tensorrt."
+            "--runtime",
+            "-r",
+            help="Only profiles with this backend (repeatable): onnxruntime, openvino, tensorrt, auto.",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the GitHub Actions matrix as JSON.")] = False,
 ) -> None:
     """Print the shipped profiles as a CI matrix: one entry per device, with its runner labels."""
     from learngene_deploy.errors import ConfigError
-    from learngene_deploy.names import BACKENDS
+    from learngene_deploy.names import RUNTIME_CHOICES
     from learngene_deploy.profile import list_profiles, load_profile
 
     for name in runtime or []:
-        if name not in BACKENDS:
-            msg = f"unknown runtime {name!r} for --runtime; valid runtimes are {', '.join(BACKENDS)}."
+        if name not in RUNTIME_CHOICES:
+            msg = f"unknown runtime {name!r} for --runtime; valid runtimes are {', '.join(RUNTIME_CHOICES)}."
             raise ConfigError(msg)
     profiles = [load_profile(n) for n in list_profiles()]
     include = [

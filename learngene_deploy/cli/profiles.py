@@ -202,6 +202,14 @@ def calibrate(
             help="Chance that a selected size meets its latency budget; sets the table's guard band.",
         ),
     ] = 0.9,
+    with_fp32: Annotated[
+        bool,
+        typer.Option(
+            "--with-fp32",
+            help="For an int8 profile, also measure each runtime at fp32, so builds for this device can check that "
+            "INT8 is faster than fp32 (the INT8 speed gate) from the device's own tables.",
+        ),
+    ] = False,
 ) -> None:
     """Measure this machine (run it on the target) with the profile's runtime and write a latency table."""
     from learngene_deploy.cli._console import stderr
@@ -209,38 +217,57 @@ def calibrate(
     from learngene_deploy.models.vit import ArchSpec
     from learngene_deploy.profile import load_profile
     from learngene_deploy.shipped import resolve_learngene
-    from learngene_deploy.sizing.calibrate import calibrate as run_calibration
+    from learngene_deploy.sizing.calibrate import calibrate_tables as run_calibration
     from learngene_deploy.sizing.candidates import candidates_from_metadata
+    from learngene_deploy.sizing.latency import save_tables
 
     p = load_profile(profile)
     target = _check_table_out(Path(out))
     candidates = candidates_from_metadata(read_metadata(resolve_learngene(learngene)))
     console = stderr()
     console.print(f"calibrating {p.name}: {p.runtime.backend} {p.runtime.precision}, threads {p.threads_label}")
+    if with_fp32 and p.runtime.precision == "fp32":
+        raise ProfileError(f"--with-fp32 adds fp32 twins to an int8 or fp16 profile, but {p.name} is already fp32.")
 
     def progress(line: str) -> None:
         console.print(f"  {line}")
 
-    table = run_calibration(
-        p, candidates, sizes=sizes, front=front, runs=runs, rounds=rounds, confidence=confidence, progress=progress
+    tables = run_calibration(
+        p,
+        candidates,
+        with_fp32=with_fp32,
+        sizes=sizes,
+        front=front,
+        runs=runs,
+        rounds=rounds,
+        confidence=confidence,
+        progress=progress,
     )
-    table.save(target)
-    for pt in table.points:
-        console.print(
-            f"  {ArchSpec.from_dict(pt['arch']).name}: p50 {pt['p50_ms']:.3g} ms, p90 {pt['p90_ms']:.3g} ms, "
-            f"p99 {pt['p99_ms']:.3g} ms"
+    save_tables(tables, target)
+    several = len(tables) > 1
+    summaries = []
+    for table in tables:
+        label = f"{table.backend} {table.precision}: " if several else ""
+        for pt in table.points:
+            console.print(
+                f"  {label}{ArchSpec.from_dict(pt['arch']).name}: p50 {pt['p50_ms']:.3g} ms, "
+                f"p90 {pt['p90_ms']:.3g} ms, p99 {pt['p99_ms']:.3g} ms"
+            )
+        err = table.fit_error
+        on_front = sum(pt.get("pass") == "front" for pt in table.points)
+        summaries.append(
+            f"{label}{len(table.points)} sizes measured ({on_front} more on the predicted Pareto front), "
+            f"fit error median {100 * err['median_rel']:.1f}%, "
+            f"max {100 * err['max_rel']:.1f}%, latency guard band {100 * table.margin:.0f}% "
+            f"(for {confidence:.0%} of selected sizes to meet their budget)"
         )
-    err = table.fit_error
-    on_front = sum(pt.get("pass") == "front" for pt in table.points)
     typer.echo(
-        f"wrote {target}: {len(table.points)} sizes measured ({on_front} more on the predicted Pareto front), "
-        f"fit error median {100 * err['median_rel']:.1f}%, "
-        f"max {100 * err['max_rel']:.1f}%, latency guard band {100 * table.margin:.0f}% "
-        f"(for {confidence:.0%} of selected sizes to meet their budget); "
-        f"add `latency_table: {target.name}` to the profile (path relative to it)."
+        f"wrote {target}: {'; '.join(summaries)}; add `latency_table: {target.name}` to the profile (path relative "
+        "to it)."
     )
-    if table.drift is not None and table.drift > DRIFT_WARNING:
+    drift = max((t.drift for t in tables if t.drift is not None), default=None)
+    if drift is not None and drift > DRIFT_WARNING:
         console.print(
-            f"warning: this machine's speed moved by {100 * table.drift:.0f}% between calibration passes (other "
+            f"warning: this machine's speed moved by {100 * drift:.0f}% between calibration passes (other "
             "load or throttling); the guard band cannot see such drift, so re-run the calibration when it is idle."
         )

@@ -77,7 +77,8 @@ def select_command(
             f"{pred.flops / 1e9:.3g}",
             f"{pred.weight_mb:.2f}",
             f"{pred.memory_mb:.2f}",
-            f"{pred.latency_ms:.3g} ({pred.latency_source})",
+            f"{pred.latency_ms:.3g} ({pred.latency_source}"
+            + (f", {pred.latency_runtime})" if pred.latency_runtime else ")"),
             "—" if acc is None else f"{100 * acc:.2f}%",
             "yes" if pred.fits else "no: " + "; ".join(pred.misses),
             style="bold green" if pred is chosen else None,
@@ -87,7 +88,9 @@ def select_command(
     console.print("► chosen   * on the Pareto front (accuracy, else parameters, against latency)")
     console.print(
         f"chosen: {chosen.candidate.label} ({chosen.params / 1e6:.3f}M parameters, "
-        f"{chosen.latency_ms:.3g} ms predicted, "
+        f"{chosen.latency_ms:.3g} ms predicted"
+        + (f" with {chosen.latency_runtime}" if chosen.latency_runtime else "")
+        + ", "
         + (
             "accuracy unknown"
             if chosen.candidate.accuracy is None

@@ -37,6 +37,7 @@ class BuildOptions:
     min_agreement: float | None = None  # top-1 agreement limit (default per precision)
     max_int8_drop: float = 1.0  # INT8 gate: accuracy drop against fp32, percentage points
     calibration_images: int = 300
+    int8_fallback: str | None = None  # "fp32": ship the fp32 twin when INT8 is not faster (default: fail the build)
     bench_runs: int = 50
     bench_rounds: int = 3
     bench_min_time_s: float = 1.0

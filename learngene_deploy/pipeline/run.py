@@ -131,7 +131,7 @@ def _run(
         contract = data.preprocessing.to_dict() if data.preprocessing is not None else None
         ctx = stages.BuildContext(writer.path, work, gates, torch_logits(model), log, contract, list(data.class_names))
         onnx = stages.export_and_simplify(model, tuned, picked, profile, opts, ctx)
-        runtime = stages.compile_and_bench(onnx, profile, opts, ctx)
+        runtime = stages.compile_and_bench(onnx, profile, opts, ctx, picked.selection.chosen.candidate.arch)
         manifest = stages.manifest_for(picked, recomposed, tuned, onnx, runtime, profile, ctx, started)
         write_report(writer.path, manifest, picked.selection)
         final = writer.finalize(manifest)

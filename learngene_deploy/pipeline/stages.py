@@ -255,6 +255,7 @@ class Gates:
     fp32: Tolerance
     threads: int | None
     checks: list[dict[str, Any]] = field(default_factory=list)
+    y_cal: np.ndarray | None = None  # labels of x_cal (training images): accuracy-controlled INT8 searches on them
 
     def passed(self, result: CheckResult | AccuracyResult) -> Any:
         """Record a verification result for the manifest, then stop the build if it failed."""
@@ -286,10 +287,10 @@ def gates_for(data: DataSplits, profile: DeviceProfile, opts: BuildOptions) -> G
 
     batch = profile.budgets.batch
     x_val, y_val = data.arrays("val", min(opts.verify_images, len(data.val)) // batch * batch)
-    x_cal, _ = data.arrays("train", min(opts.calibration_images, len(data.train)) // batch * batch)
+    x_cal, y_cal = data.arrays("train", min(opts.calibration_images, len(data.train)) // batch * batch)
     threads = profile.runtime.threads if profile.host else local_threads(profile.runtime.threads)
     fp32 = Tolerance(max_abs=opts.max_abs, top1_agreement=opts.min_agreement or 1.0)
-    return Gates(x_val, y_val, x_cal, fp32, threads)
+    return Gates(x_val, y_val, x_cal, fp32, threads, y_cal=y_cal)
 
 
 @dataclass(frozen=True)
@@ -361,86 +362,279 @@ class BuildContext:
 
 @dataclass(frozen=True)
 class Runtime:
-    """The compiled model (None when this machine lacks the runtime), its checks and its build-machine benchmark."""
+    """The shipped compiled model (None when this machine lacks the runtime), its checks and its benchmark here."""
 
     compiled: Compiled | None = None
     stats: dict[str, Any] | None = None
     int8_accuracy: AccuracyResult | None = None
     host_note: str | None = None
     skipped: tuple[dict[str, str], ...] = ()
+    choice: dict[str, Any] | None = None  # every contender side by side, the rule, the shipped one and why
+    execution: dict[str, Any] | None = None  # where the shipped model ran, as its runtime reported it
+    int8_speed: dict[str, Any] | None = None  # INT8's speed gate (None when the precision is not int8)
 
 
-def compile_and_bench(onnx: Onnx, profile: DeviceProfile, opts: BuildOptions, ctx: BuildContext) -> Runtime:
-    """Compile for the profile's runtime, check it against PyTorch (and INT8's accuracy), benchmark it here."""
+RUNTIMES_DIR = "runtimes"  # contenders compile in the work directory; the shipped one moves into the artifact
+
+
+def compile_and_bench(
+    onnx: Onnx, profile: DeviceProfile, opts: BuildOptions, ctx: BuildContext, arch: ArchSpec | None = None
+) -> Runtime:
+    """Compile every contender (the profile's runtime, or every installed one for ``auto``; INT8's fp32 twins on the
+    host), gate each against PyTorch and where it ran, benchmark the verified ones side by side, ship the fastest.
+
+    ``arch`` is the chosen size as selection knows it (the INT8 speed gate of a target that is not this machine
+    predicts it from the target's calibrated tables). See :mod:`learngene_deploy.backends.choice` for the rules.
+    """
+    import shutil
+
+    from learngene_deploy.backends import choice as rules
     from learngene_deploy.backends import get_backend
+    from learngene_deploy.errors import VerificationError
+    from learngene_deploy.names import AUTO_BACKEND
 
     rt = profile.runtime
-    backend = get_backend(rt.backend)
-    reason = backend.unavailable_reason()
-    if reason is not None:
+    rules.check_fallback(opts.int8_fallback)
+    auto, precision = rt.backend == AUTO_BACKEND, rt.precision
+    int8_speed: dict[str, Any] | None = None
+    if precision == "int8" and not profile.host:
+        int8_speed = rules.table_speed_gate(profile, arch) if arch is not None else None
+        if int8_speed is not None and not int8_speed["passed"]:
+            if opts.int8_fallback != "fp32":
+                msg = (
+                    f"INT8 is rejected: {int8_speed['reason']}; pass --int8-fallback fp32 to ship the fp32 model "
+                    "instead."
+                )
+                raise VerificationError(msg)
+            precision = "fp32"
+            int8_speed["decision"] = "--int8-fallback fp32: the fp32 model is shipped"
+            ctx.log("compile", f"INT8 rejected ({int8_speed['reason']}); --int8-fallback fp32 ships fp32")
+        elif int8_speed is not None and not int8_speed["applied"]:
+            ctx.log("compile", f"note: INT8 speed gate not applied: {int8_speed['reason']}")
+    planned = rules.plan(rt.backend, precision, host=profile.host)
+    missing = {p.backend: get_backend(p.backend).unavailable_reason() for p in planned}
+    if all(missing.values()):  # nothing here can compile for the profile: verify the ONNX model only
+        reason = "; ".join(dict.fromkeys(r for r in missing.values() if r))
         ctx.log("compile", f"SKIPPED: {reason}")
         skipped = (
             {"stage": "compile", "reason": reason},
             {"stage": "benchmark", "reason": f"no {rt.backend} model was compiled"},
         )
-        return Runtime(skipped=skipped)
-    compiled = backend.compile(
-        onnx.simplified.path, ctx.root, precision=rt.precision, profile=profile, calibration_data=ctx.gates.x_cal
+        return Runtime(skipped=skipped, int8_speed=int8_speed)
+    planned = [p for p in planned if p.role == "candidate" or not missing[p.backend]]  # a twin only where it runs
+    scratch = ctx.work.path / RUNTIMES_DIR
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        contenders = [
+            rules.Contender(p, rejected=rules.NOT_INSTALLED, notes=[str(missing[p.backend])])
+            if missing[p.backend]
+            else _verify_contender(p, onnx, profile, opts, ctx, scratch / p.name, strict=not auto)
+            for p in planned
+        ]
+        shippable = [c for c in contenders if c.verified and (c.planned.role == "candidate" or opts.int8_fallback)]
+        if not shippable:
+            rules.choose(contenders, profile.budgets.percentile, precision, opts.int8_fallback)  # raises, with why
+        _bench_contenders([c for c in contenders if c.verified], profile, opts, ctx)
+        chosen = rules.choose(contenders, profile.budgets.percentile, precision, opts.int8_fallback)
+        winner = chosen.winner
+        compiled = _ship(winner.compiled, ctx.root)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    ctx.gates.checks.extend(winner.checks)
+    if precision == "int8" and profile.host:
+        int8_speed = {"basis": "measured side by side on this machine", "runtimes": list(chosen.speed_gate)}
+        if chosen.fell_back:
+            int8_speed["decision"] = "--int8-fallback fp32: the fp32 model is shipped"
+    if len(contenders) > 1:
+        ctx.log("choose", chosen.why)
+    record = {
+        "requested": rt.backend,
+        "rule": f"the fastest contender at p{profile.budgets.percentile} among those that passed every gate, "
+        "benchmarked side by side (one run, interleaved rounds in fresh processes)",
+        "percentile": profile.budgets.percentile,
+        "shipped": winner.name,
+        "why": chosen.why,
+        "fell_back_to_fp32": chosen.fell_back or precision != rt.precision,
+        "contenders": [c.to_dict(profile.budgets.percentile) for c in contenders],
+    }
+    return Runtime(
+        compiled,
+        winner.stats,
+        winner.extra_objects.get("accuracy"),
+        winner.extra_objects.get("host_note"),
+        choice=record,
+        execution=winner.execution,
+        int8_speed=int8_speed,
     )
+
+
+def _verify_contender(
+    planned: Any, onnx: Onnx, profile: DeviceProfile, opts: BuildOptions, ctx: BuildContext, out: Path, *, strict: bool
+) -> Any:
+    """Compile one contender into ``out`` and gate it: where it ran, its logits against PyTorch, INT8's accuracy.
+
+    An INT8 model over the accuracy limit gets the runtime's accuracy-controlled path (some layers kept in fp32)
+    before it is rejected. ``strict`` (one named runtime): a failure raises; otherwise (auto) it rejects only this
+    contender.
+    """
+    from learngene_deploy.backends import get_backend
+    from learngene_deploy.backends.choice import Contender
+    from learngene_deploy.errors import ConfigError, ExportError, VerificationError
+
+    c = Contender(planned)
+    backend = get_backend(planned.backend)
+    try:
+        try:
+            compiled = backend.compile(
+                onnx.simplified.path,
+                out,
+                precision=planned.precision,
+                profile=profile,
+                calibration_data=ctx.gates.x_cal,
+            )
+            _gate_compiled(c, backend, compiled, opts, ctx)
+        except VerificationError as e:
+            if "accuracy" not in c.extra_objects or backend.accuracy_control is None or ctx.gates.y_cal is None:
+                raise  # not an INT8 accuracy or agreement failure, or the runtime has no accuracy-aware path
+            ctx.log("compile", f"{c.name}: {e} Trying {backend.accuracy_control}.")
+            _accuracy_controlled(c, backend, onnx, profile, opts, ctx, out / "accuracy-controlled", str(e))
+    except (ExportError, VerificationError, ConfigError) as e:
+        if strict and planned.role == "candidate":
+            raise
+        c.rejected = str(e)
+        ctx.log("compile", f"{c.name} REJECTED: {e}")
+    return c
+
+
+def _gate_compiled(c: Any, backend: Any, compiled: Compiled, opts: BuildOptions, ctx: BuildContext) -> None:
+    """Load a compiled model as this machine runs it and gate it; what it learns goes into contender ``c``."""
+    c.tool = compiled.tool
     on_host, host_note = backend.host_variant(compiled)
     if host_note:
         ctx.log("compile", f"note: {host_note}")
-    accuracy = _check_compiled(
-        backend.load_runner(on_host, threads=ctx.gates.threads), compiled, rt.precision, opts, ctx
+        c.notes.append(host_note)
+    runner = backend.load_runner(on_host, threads=ctx.gates.threads)
+    c.extra_objects.update(compiled=compiled, on_host=on_host, host_note=host_note)
+    c.execution = _check_execution(runner, backend.name)
+    _check_compiled(runner, compiled, compiled.precision, opts, ctx, c)
+
+
+def _accuracy_controlled(
+    c: Any, backend: Any, onnx: Onnx, profile: DeviceProfile, opts: BuildOptions, ctx: BuildContext, out: Path,
+    plain_failure: str,
+) -> None:  # fmt: skip
+    """Replace a plain INT8 contender that missed the accuracy limit by the runtime's accuracy-controlled INT8.
+
+    The search runs on the labelled calibration images (training data); the build's gate then measures the drop on
+    the validation images, as for any INT8 model. Its speed is the contender's benchmark, side by side with the rest.
+    """
+    plain = c.extra_objects["accuracy"]
+    record: dict[str, Any] = {
+        "method": backend.accuracy_control,
+        "plain_int8": {"drop_points": plain.drop_points, "failure": plain_failure, "checks": c.checks},
+    }
+    c.checks = []
+    c.extra["accuracy_control"] = record
+    compiled = backend.compile_accuracy_controlled(
+        onnx.simplified.path,
+        out,
+        calibration_data=ctx.gates.x_cal,
+        calibration_labels=ctx.gates.y_cal,
+        max_drop_points=opts.max_int8_drop,
+        profile=profile,
     )
-    stats = _bench_here(on_host, profile, opts, ctx)
-    return Runtime(compiled, stats, accuracy, host_note)
+    record.update(compiled.settings.get("accuracy_control", {}))
+    _gate_compiled(c, backend, compiled, opts, ctx)
+    record["drop_points"] = c.extra_objects["accuracy"].drop_points
+    ctx.log(
+        "compile",
+        f"{c.name} accuracy-controlled: drop {record['drop_points']:.2f} points (plain {plain.drop_points:.2f}) with "
+        f"{len(record.get('fp32_layers', []))} layers in fp32",
+    )
 
 
-def _check_compiled(runner: Any, compiled: Compiled, precision: str, opts: BuildOptions, ctx: BuildContext) -> Any:
-    """Gate the compiled model against PyTorch and, for INT8, its accuracy drop; returns the accuracy result."""
-    from learngene_deploy.gates import TOLERANCES, check_accuracy
+def _check_execution(runner: Any, backend: str) -> dict[str, Any]:
+    """Where the runtime reports the model ran; a mismatch with the request fails the gate (no silent fallback)."""
+    from learngene_deploy.errors import VerificationError
+
+    execution = runner.execution()
+    if execution is None:
+        return {"backend": backend, "requested": None, "executed": None, "reported_by": None, "passed": True}
+    if not execution.passed:
+        raise VerificationError(execution.message())
+    return execution.to_dict()
+
+
+def _check_compiled(
+    runner: Any, compiled: Compiled, precision: str, opts: BuildOptions, ctx: BuildContext, c: Any
+) -> None:
+    """Gate the compiled model against PyTorch and, for INT8, its accuracy drop; records into contender ``c``."""
+    from learngene_deploy.gates import TOLERANCES, check, check_accuracy, gate
 
     gates = ctx.gates
     tol = TOLERANCES[precision] if precision != "fp32" else gates.fp32
     if opts.min_agreement is not None:
         tol = dataclasses.replace(tol, top1_agreement=opts.min_agreement)
     name = f"{compiled.backend}-{precision}"
-    result = gates.compare(ctx.reference, runner, ("pytorch", name), tol)
-    accuracy = None
-    if precision == "int8":
-        accuracy = gates.passed(
-            check_accuracy(
-                ctx.reference,
-                runner,
-                gates.x_val,
-                gates.y_val,
-                reference="pytorch-fp32",
-                candidate=name,
-                max_drop_points=opts.max_int8_drop,
-            )
+    result = check(ctx.reference, runner, gates.x_val, reference="pytorch", candidate=name, tolerance=tol)
+    c.checks.append(result.to_dict())
+    if precision == "int8":  # measured before either gate stops, so a failed INT8 records both
+        accuracy = check_accuracy(
+            ctx.reference,
+            runner,
+            gates.x_val,
+            gates.y_val,
+            reference="pytorch-fp32",
+            candidate=name,
+            max_drop_points=opts.max_int8_drop,
         )
+        c.checks.append(accuracy.to_dict())
+        c.extra_objects["accuracy"] = accuracy
+    gate(result)
+    if precision == "int8":
+        gate(accuracy)
+    executed = ", ".join((c.execution or {}).get("executed") or ["(not reported)"])
     ctx.log(
         "compile",
-        f"{compiled.tool} {precision} in {compiled.seconds:.1f} s; top-1 agreement {result.top1_agreement:.1%}",
+        f"{compiled.tool} {precision} in {compiled.seconds:.1f} s; top-1 agreement {result.top1_agreement:.1%}; "
+        f"ran on {executed}",
     )
-    return accuracy
 
 
-def _bench_here(on_host: Compiled, profile: DeviceProfile, opts: BuildOptions, ctx: BuildContext) -> dict[str, Any]:
-    from learngene_deploy.bench import benchmark
+def _bench_contenders(contenders: list[Any], profile: DeviceProfile, opts: BuildOptions, ctx: BuildContext) -> None:
+    """Benchmark the verified contenders side by side: one run, rounds interleaved over them in fresh processes."""
+    from learngene_deploy.bench import benchmark_many
 
-    stats = benchmark(
-        on_host,
+    if not contenders:
+        return
+    all_stats = benchmark_many(
+        [c.extra_objects["on_host"] for c in contenders],
         threads=ctx.gates.threads,
         batch=profile.budgets.batch,
         min_runs=opts.bench_runs,
         min_time_s=opts.bench_min_time_s,
         rounds=opts.bench_rounds,
-    ).to_dict()
-    stats["model_path"] = relative(stats["model_path"], ctx.root)  # not the temporary directory's name
-    ctx.log("bench", f"p50 {stats['p50_ms']:.3g} ms, p90 {stats['p90_ms']:.3g} ms on this machine")
-    return stats
+    )
+    for c, st in zip(contenders, all_stats, strict=True):
+        stats = st.to_dict()
+        stats["model_path"] = relative(stats["model_path"], ctx.root)  # not the temporary directory's name
+        c.stats = stats
+        where = "" if len(contenders) == 1 else f"{c.name}: "
+        ctx.log("bench", f"{where}p50 {stats['p50_ms']:.3g} ms, p90 {stats['p90_ms']:.3g} ms on this machine")
+
+
+def _ship(compiled: Compiled, root: Path) -> Compiled:
+    """Move the shipped contender's files into the artifact directory (an fp32 ONNX copy replaces its identical
+    source, model.onnx)."""
+    import os
+
+    files = []
+    for f in compiled.files:
+        dest = root / f.name
+        if f.resolve() != dest.resolve():
+            os.replace(f, dest)
+        files.append(dest)
+    return dataclasses.replace(compiled, model_path=root / compiled.model_path.name, files=tuple(files))
 
 
 def relative(path: str, root: Path) -> str:
@@ -497,6 +691,9 @@ def manifest_for(
         "checks": ctx.gates.checks,
         "golden": {"file": GOLDEN, "images": onnx.golden_images, "reference": "pytorch"},
         "int8_accuracy": runtime.int8_accuracy.to_dict() if runtime.int8_accuracy is not None else None,
+        "int8_speed_gate": runtime.int8_speed,
+        "runtime_choice": runtime.choice,
+        "execution": runtime.execution,
         "benchmark": {
             "measured_on": "target" if profile.host else "build machine (not the target device)",
             "host_differences": runtime.host_note,

@@ -212,6 +212,48 @@ def calibrate(
     return table_from_points(profile, points, confidence=confidence, drift=max(known) if known else None)
 
 
+def runtimes_to_calibrate(profile: Any, *, with_fp32: bool = False) -> list[tuple[str, str]]:
+    """(backend, precision) pairs a calibration of ``profile`` measures.
+
+    ``auto`` measures every installed runtime that supports the precision (selection then predicts each size by the
+    fastest, as the build ships the fastest); ``with_fp32`` adds each runtime's fp32 twin to an INT8 profile, so the
+    INT8 speed gate of a target that is not the build machine can compare the two from the device's own tables.
+    """
+    from learngene_deploy._imports import is_available
+    from learngene_deploy.backends import get_backend
+    from learngene_deploy.backends.choice import auto_backends
+    from learngene_deploy.names import AUTO_BACKEND
+
+    rt = profile.runtime
+    if rt.backend == AUTO_BACKEND:
+        backends = [b for b in auto_backends(rt.precision) if is_available(get_backend(b).module)]
+        if not backends:
+            msg = f"backend auto found no installed runtime for {rt.precision} here; install onnxruntime or openvino."
+            raise ProfileError(msg)
+    else:
+        backends = [rt.backend]
+    pairs = [(b, rt.precision) for b in backends]
+    if with_fp32 and rt.precision != "fp32":
+        pairs += [(b, "fp32") for b in backends]
+    return pairs
+
+
+def calibrate_tables(
+    profile: Any, candidates: list[Candidate], *, with_fp32: bool = False, **kwargs: Any
+) -> list[LatencyTable]:
+    """:func:`calibrate` once per runtime and precision of :func:`runtimes_to_calibrate`; one table each."""
+    import dataclasses
+
+    tables = []
+    progress = kwargs.get("progress")
+    for backend, precision in runtimes_to_calibrate(profile, with_fp32=with_fp32):
+        runtime = dataclasses.replace(profile.runtime, backend=backend, precision=precision)
+        if progress is not None:
+            progress(f"{backend} {precision}:")
+        tables.append(calibrate(dataclasses.replace(profile, runtime=runtime), candidates, **kwargs))
+    return tables
+
+
 def table_from_points(
     profile: Any, points: list[dict[str, Any]], *, confidence: float = DEFAULT_CONFIDENCE, drift: float | None = None
 ) -> LatencyTable:

@@ -28,6 +28,7 @@ from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.sizing import cost as costs
 
 TABLE_FORMAT = "lgdeploy-latency-table"
+BUNDLE_FORMAT = "lgdeploy-latency-tables"  # several tables of one device: runtimes (for auto), int8 and its fp32 twin
 TABLE_VERSION = 1
 TAIL_FACTOR = {50: 1.0, 90: 1.1, 95: 1.15, 99: 1.3}
 FEATURES = ("const", "blocks", "linear_gflop", "attention_gflop", "activation_melem")
@@ -131,20 +132,16 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
-        """Read and validate a table: every coefficient and latency finite and non-negative, sizes bounded.
+        """Read a table file (the first table of a bundle written by :func:`save_tables`)."""
+        return load_tables(path)[0]
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path) -> LatencyTable:
+        """Validate one table's parsed JSON: every coefficient and latency finite and non-negative, sizes bounded.
 
         Raises:
-            ProfileError: one sentence naming the file and the field.
+            ProfileError: one sentence naming the file (``path``) and the field.
         """
-        from learngene_deploy._fs import read_regular
-
-        path = Path(path)
-        try:
-            data = json.loads(read_regular(path, limit=MAX_TABLE_BYTES).decode("utf-8"))
-        except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            why = "nested too deeply" if isinstance(e, RecursionError) else getattr(e, "strerror", None) or e
-            msg = f"latency table {path} cannot be read ({why}); re-run `lgdeploy profiles calibrate` to rewrite it."
-            raise ProfileError(msg) from e
         if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
             msg = (
                 f"{path} is not an lgdeploy latency table; "
@@ -222,6 +219,39 @@ def _point(point: Any, key: str) -> dict[str, Any]:
     return point
 
 
+def load_tables(path: str | Path) -> list[LatencyTable]:
+    """Every table in a file: one table, or a bundle of several runtimes/precisions (:func:`save_tables`)."""
+    from learngene_deploy._fs import read_regular
+
+    path = Path(path)
+    try:
+        data = json.loads(read_regular(path, limit=MAX_TABLE_BYTES).decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        why = "nested too deeply" if isinstance(e, RecursionError) else getattr(e, "strerror", None) or e
+        msg = f"latency table {path} cannot be read ({why}); re-run `lgdeploy profiles calibrate` to rewrite it."
+        raise ProfileError(msg) from e
+    if isinstance(data, dict) and data.get("format") == BUNDLE_FORMAT:
+        tables = data.get("tables")
+        if not isinstance(tables, list) or not tables or len(tables) > 64:
+            msg = (
+                f"{path} is a latency-table bundle without tables; re-run `lgdeploy profiles calibrate` to rewrite it."
+            )
+            raise ProfileError(msg)
+        return [LatencyTable.from_dict(t, path) for t in tables]
+    return [LatencyTable.from_dict(data, path)]
+
+
+def save_tables(tables: list[LatencyTable], path: str | Path) -> Path:
+    """Write one table as a plain table file, several (runtimes or precisions of one device) as a bundle."""
+    if len(tables) == 1:
+        return tables[0].save(path)
+    path = Path(path)
+    bundle = {"format": BUNDLE_FORMAT, "version": TABLE_VERSION, "tables": [t.to_dict() for t in tables]}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(bundle, indent=2) + "\n")
+    return path
+
+
 def fit(points: list[tuple[ArchSpec, float]], batch: int) -> tuple[dict[str, float], dict[str, float]]:
     """Fit the per-device model to measured (arch, ms) points.
 
@@ -285,30 +315,84 @@ class TablePredictor:
         return float(value), "fit"
 
 
+@dataclass(frozen=True)
+class FastestPredictor:
+    """``runtime.backend: auto``: each size predicted by the fastest runtime's calibrated table.
+
+    The guard band is the widest of the tables' (a size may be predicted by any of them).
+    """
+
+    predictors: tuple[TablePredictor, ...]
+    kind: str = "table"
+
+    @property
+    def margin(self) -> float:
+        return max(p.margin for p in self.predictors)
+
+    @property
+    def margin_confidence(self) -> float | None:
+        known = [p.margin_confidence for p in self.predictors if p.margin_confidence is not None]
+        return min(known) if known else None
+
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        return tuple(p.table.backend for p in self.predictors)
+
+    @property
+    def table(self) -> LatencyTable:
+        return self.predictors[0].table
+
+    def _best(self, arch: ArchSpec) -> tuple[float, str, str]:
+        return min((*p.predict(arch), p.table.backend) for p in self.predictors)
+
+    def predict(self, arch: ArchSpec) -> tuple[float, str]:
+        ms, source, _ = self._best(arch)
+        return ms, source
+
+    def runtime_for(self, arch: ArchSpec) -> str:
+        """The runtime whose table predicts ``arch`` fastest."""
+        return self._best(arch)[2]
+
+
 def predictor_for(profile: Any) -> LatencyPredictor:
-    """The measured table when the profile references one (and it matches), else the roofline."""
+    """The measured table when the profile references one (and it matches), else the roofline.
+
+    With ``runtime.backend: auto`` every table in the file at the profile's precision, batch and threads counts
+    (one per runtime, as ``lgdeploy profiles calibrate`` writes for an auto profile) and each size is predicted by
+    the fastest of them.
+    """
+    from learngene_deploy.names import AUTO_BACKEND
+
     path = profile.latency_table_path
     if path is None:
         return RooflinePredictor.for_profile(profile)
-    table = LatencyTable.load(path)
+    tables = load_tables(path)
     rt = profile.runtime
-    mismatch = [
-        f"{key} {mine!r} vs {theirs!r}"
-        for key, mine, theirs in (
-            ("backend", rt.backend, table.backend),
-            ("precision", rt.precision, table.precision),
-            ("batch", profile.budgets.batch, table.batch),
-            ("threads", rt.threads, table.threads),
-        )
-        if mine != theirs
-    ]
-    if mismatch:
+    auto = rt.backend == AUTO_BACKEND
+
+    def mismatch(table: LatencyTable) -> list[str]:
+        return [
+            f"{key} {mine!r} vs {theirs!r}"
+            for key, mine, theirs in (
+                ("backend", rt.backend, table.backend),
+                ("precision", rt.precision, table.precision),
+                ("batch", profile.budgets.batch, table.batch),
+                ("threads", rt.threads, table.threads),
+            )
+            if mine != theirs and not (auto and key == "backend")
+        ]
+
+    matching = [t for t in tables if not mismatch(t)]
+    if not matching:
         msg = (
-            f"latency table {path} was measured for different settings ({'; '.join(mismatch)}); "
+            f"latency table {path} was measured for different settings ({'; '.join(mismatch(tables[0]))}); "
             f"re-run `lgdeploy profiles calibrate {profile.name}` with this profile."
         )
         raise ProfileError(msg)
-    return TablePredictor(table=table, percentile=profile.budgets.percentile)
+    percentile = profile.budgets.percentile
+    if not auto:
+        return TablePredictor(table=matching[0], percentile=percentile)
+    return FastestPredictor(tuple(TablePredictor(table=t, percentile=percentile) for t in matching))
 
 
 MACHINE_KEYS = ("system", "machine", "cpu", "logical_cpus")  # host facts that change latency (not the hostname)

@@ -13,7 +13,13 @@ from typing import Any
 from learngene_deploy.errors import SelectionError
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.sizing import cost as costs
-from learngene_deploy.sizing.latency import LatencyPredictor, TablePredictor, other_machine, predictor_for
+from learngene_deploy.sizing.latency import (
+    FastestPredictor,
+    LatencyPredictor,
+    TablePredictor,
+    other_machine,
+    predictor_for,
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class Prediction:
     misses: tuple[str, ...]  # budgets it misses, as short phrases
     overshoot: float  # largest predicted/budget ratio over all budgets (<= 1 when it fits)
     pareto: bool = False  # on the accuracy/latency Pareto front among all candidates
+    latency_runtime: str | None = None  # backend auto: the runtime whose calibrated table predicted the latency
 
     @property
     def fits(self) -> bool:
@@ -65,6 +72,7 @@ class Prediction:
             "fits": self.fits,
             "misses": list(self.misses),
             "pareto": self.pareto,
+            "latency_runtime": self.latency_runtime,
         }
 
 
@@ -96,6 +104,7 @@ def predict(candidate: Candidate, profile: Any, predictor: LatencyPredictor) -> 
         arch = arch.replace(img_size=b.input_size)
     c = costs.estimate(arch, batch=b.batch, precision=rt.precision, backend=rt.backend)
     latency, source = predictor.predict(arch)
+    runtime_for = getattr(predictor, "runtime_for", None)
     margin = max(0.0, predictor.margin)
     guarded = latency * (1 + margin)
     band = f" (+{margin:.0%} margin)" if margin else ""
@@ -115,6 +124,7 @@ def predict(candidate: Candidate, profile: Any, predictor: LatencyPredictor) -> 
         latency_margin=margin,
         misses=tuple(text for _, value, budget, text in checks if value > budget),
         overshoot=max(value / budget for _, value, budget, _ in checks),
+        latency_runtime=runtime_for(arch) if runtime_for is not None else None,
     )
 
 
@@ -192,7 +202,8 @@ def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredi
             "the chosen size was not timed in calibration, so its latency comes from the table's fitted model; "
             f"re-run `lgdeploy profiles calibrate {profile.name}` with a larger --front to time it"
         )
-    if isinstance(predictor, TablePredictor) and getattr(profile, "host", False):
+    notes += _auto_notes(profile, predictor, chosen)
+    if isinstance(predictor, (TablePredictor, FastestPredictor)) and getattr(profile, "host", False):
         elsewhere = other_machine(predictor.table.host)
         if elsewhere:
             notes.append(
@@ -211,3 +222,34 @@ def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredi
         predictions=tuple(predictions),
         notes=tuple(notes),
     )
+
+
+def _auto_notes(profile: Any, predictor: LatencyPredictor, chosen: Prediction) -> list[str]:
+    """What ``runtime.backend: auto``'s prediction used: the fastest runtime's table, or the runtime-blind roofline."""
+    from learngene_deploy.names import AUTO_BACKEND
+
+    if profile.runtime.backend != AUTO_BACKEND:
+        return []
+    if not isinstance(predictor, FastestPredictor):
+        return [
+            "backend auto: latency is predicted without knowing which runtime the build will ship (the roofline "
+            "does not depend on it); calibrate this machine to predict from each runtime's measurements"
+        ]
+    from learngene_deploy.backends.choice import auto_backends
+
+    notes = [
+        f"backend auto: each size is predicted by the fastest of the calibrated runtimes "
+        f"({', '.join(predictor.runtimes)}); the chosen size by {chosen.latency_runtime}'s table"
+    ]
+    from learngene_deploy._imports import is_available
+    from learngene_deploy.backends import get_backend
+
+    installed = [b for b in auto_backends(profile.runtime.precision) if is_available(get_backend(b).module)]
+    missing = [b for b in installed if b not in predictor.runtimes]
+    if missing:
+        notes.append(
+            f"the latency table has no {', '.join(missing)} measurements, so a build that ships "
+            f"{' or '.join(missing)} may run faster than predicted; re-run `lgdeploy profiles calibrate "
+            f"{profile.name}` to measure every installed runtime"
+        )
+    return notes
