@@ -118,10 +118,23 @@ class Selection:
     chosen: dict[str, Any]
     candidates: list[dict[str, Any]]
     notes: list[str]
+    predictor: str = "roofline"  # "roofline", "table" or the auto profile's per-runtime tables
+    learngene: str = ""  # the learngene file the sizes come from
 
     @property
     def pareto(self) -> list[dict[str, Any]]:
         return [c for c in self.candidates if c["pareto"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``lgdeploy select --json`` prints."""
+        return {
+            "learngene": self.learngene,
+            "profile": self.profile,
+            "predictor": self.predictor,
+            "chosen": self.chosen,
+            "candidates": self.candidates,
+            "notes": self.notes,
+        }
 
 
 def _profile(profile: str | Path | DeviceProfile) -> DeviceProfile:
@@ -158,21 +171,36 @@ def select(
         from learngene_deploy.sizing.latency import predictor_for
         from learngene_deploy.sizing.select import predict
 
-        table = [predict(c, p, predictor_for(p)).to_dict() for c in candidates]
+        predictor = predictor_for(p)
+        table = [predict(c, p, predictor).to_dict() for c in candidates]
         chosen = next(t for t in table if t["size"] == size)
-        return Selection(p.name, chosen, table, [f"size {size} was given, not chosen"])
+        notes = [f"size {size} was given, not chosen"]
+        return Selection(p.name, chosen, table, notes, getattr(predictor, "kind", "roofline"), str(lg.path))
     selection = choose(candidates, p).to_dict()
-    return Selection(p.name, selection["chosen"], selection["candidates"], selection["notes"])
+    return Selection(
+        p.name, selection["chosen"], selection["candidates"], selection["notes"], selection["predictor"], str(lg.path)
+    )
 
 
 class Artifact:
     """A per-device artifact directory written by :func:`build` (or ``lgdeploy build``)."""
 
     def __init__(self, path: str | Path) -> None:
-        from learngene_deploy.artifact.store import read_manifest
-
         self.path = Path(path)
-        self.manifest: Manifest = read_manifest(self.path)
+        self._manifest: Manifest | None = None
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest (read on first use, re-read after :meth:`bench` records a measurement).
+
+        Raises:
+            ArtifactError: no manifest, or one that is not an lgdeploy manifest.
+        """
+        if self._manifest is None:
+            from learngene_deploy.artifact.store import read_manifest
+
+            self._manifest = read_manifest(self.path)
+        return self._manifest
 
     def __repr__(self) -> str:
         return f"Artifact({str(self.path)!r}, profile={self.manifest.profile_name!r}, status={self.status!r})"
@@ -186,15 +214,22 @@ class Artifact:
     def classes(self) -> list[str]:
         return [str(c) for c in self.manifest.get("classes") or []]
 
-    def verify(self) -> dict[str, Any]:
+    def verify(
+        self, *, expect: str | None = None, max_abs: float | None = None, min_agreement: float | None = None
+    ) -> dict[str, Any]:
         """Check every file's sha256 and re-run the shipped model on the golden images against PyTorch's logits.
 
+        Args:
+            expect: the manifest's sha256 as the build printed it (the trust anchor outside the manifest).
+            max_abs, min_agreement: tolerance overrides (default: this lgdeploy's for the model's precision).
+
         Raises:
-            ArtifactError: a file is missing, changed or extra. VerificationError: the numbers no longer match.
+            ArtifactError: a file is missing, changed, extra or outside the artifact, or the manifest is not the
+                expected one. VerificationError: the numbers no longer match.
         """
         from learngene_deploy.artifact.store import recheck_artifact
 
-        return recheck_artifact(self.path)
+        return recheck_artifact(self.path, expect=expect, max_abs=max_abs, min_agreement=min_agreement)
 
     def predict(self, images: Sequence[Any], *, top: int = 5) -> list[Prediction]:
         """Top classes of each image (file paths, PIL images or uint8 arrays) with the artifact's own preprocessing."""
@@ -202,13 +237,13 @@ class Artifact:
 
         return predict(self.path, images, top=top)
 
-    def bench(self, *, runs: int = 50, rounds: int = 3) -> dict[str, Any]:
+    def bench(self, *, runs: int = 50, rounds: int = 3, profile: str | Path | None = None) -> dict[str, Any]:
         """Benchmark here in fresh processes and record it in the manifest; the new record (``measured`` time,
         ``host`` facts, ``stats``: p50/p90/p99 ms ...)."""
         from learngene_deploy.artifact.store import bench_artifact
 
-        manifest = bench_artifact(self.path, runs=runs, rounds=rounds)
-        self.manifest = manifest
+        manifest = bench_artifact(self.path, runs=runs, rounds=rounds, profile=profile)
+        self._manifest = manifest
         return manifest.target_benchmarks[-1]
 
 

@@ -47,7 +47,7 @@ def test_absurd_counts_are_refused_before_any_work(args: tuple[str, ...]) -> Non
 @pytest.mark.parametrize("command", [("build", "-p", "cpu-host"), ("train", "ldr", "--out", "x")])
 def test_empty_data_is_refused_not_taken_as_the_default(command: tuple[str, ...]) -> None:
     result = _invoke(*command, "--data", "")
-    assert result.exit_code == 1 and result.stderr.startswith("error: --data is empty"), result.output
+    assert result.exit_code == 1 and result.stderr.startswith("error: data (--data) is empty"), result.output
     with pytest.raises(DataError, match="the data source is empty"):
         load_data("", img_size=8)
 

@@ -532,7 +532,7 @@ def test_int8_fallback_option_is_validated(learngene: Path, tmp_path: Path) -> N
     from learngene_deploy.cli import app
 
     result = CliRunner().invoke(app, ["build", "-p", "cpu-host", "-l", str(learngene), "--int8-fallback", "fp16"])
-    assert result.exit_code == 1 and "--int8-fallback 'fp16' is not one of: fp32." in result.stderr
+    assert result.exit_code == 1 and "int8_fallback (--int8-fallback) 'fp16' is not one of: fp32." in result.stderr
     result = CliRunner().invoke(app, ["build", "-p", "raspberry-pi-5", "-l", str(learngene), "--backend", "auto"])
     assert result.exit_code == 1 and "needs 'host: true'" in " ".join(result.stderr.split())
 

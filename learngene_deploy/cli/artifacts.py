@@ -36,13 +36,14 @@ def verify_command(
     """
     import re
 
-    from learngene_deploy.artifact.store import manifest_sha256, recheck_artifact
+    from learngene_deploy.api import Artifact
+    from learngene_deploy.artifact.store import manifest_sha256
     from learngene_deploy.errors import ConfigError
 
     if expect is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", expect.strip()):
         msg = f"--expect {expect!r} is not a sha256 (64 hex digits); pass the digest `lgdeploy build` printed."
         raise ConfigError(msg)
-    result = recheck_artifact(artifact, expect=expect, max_abs=max_abs_diff, min_agreement=min_agreement)
+    result = Artifact(artifact).verify(expect=expect, max_abs=max_abs_diff, min_agreement=min_agreement)
     anchor = "the expected" if expect is not None else "unanchored (pass --expect to pin it),"
     typer.echo(
         f"ok: {artifact}: every file matches its manifest; {result['candidate']} matches PyTorch on "
@@ -60,9 +61,9 @@ def predict_command(
     """Classify images with the artifact's compiled model and its own preprocessing; top classes with probabilities."""
     import json
 
-    from learngene_deploy.artifact.predict import predict
+    from learngene_deploy.api import Artifact
 
-    predictions = predict(artifact, [str(p) for p in images], top=top)
+    predictions = Artifact(artifact).predict([str(p) for p in images], top=top)
     if as_json:
         typer.echo(json.dumps([p.to_dict() for p in predictions], indent=2))
         return
@@ -166,9 +167,11 @@ def bench_command(
         )
         where = f"on {manifest.target_benchmarks[-1]['host']['hostname']}"
     else:
-        from learngene_deploy.artifact.store import bench_artifact
+        from learngene_deploy.api import Artifact
 
-        manifest = bench_artifact(artifact, runs=runs, rounds=rounds, profile=profile)
+        here = Artifact(artifact)
+        here.bench(runs=runs, rounds=rounds, profile=profile)
+        manifest = here.manifest
     stats = manifest.target_benchmarks[-1]["stats"]
     verdict = manifest.latency_verdict
     throughput = f"{stats['throughput_ips']:.0f} images/s" if stats.get("throughput_ips") else "throughput unknown"

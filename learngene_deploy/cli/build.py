@@ -151,9 +151,8 @@ def build_command(
     ] = "error",
 ) -> None:
     """Recompose, fine-tune, export, simplify, verify, compile and benchmark a model for each device profile."""
+    from learngene_deploy.api import build
     from learngene_deploy.errors import ConfigError
-    from learngene_deploy.names import EXPORTERS, INT8_FALLBACKS, PRECISIONS, RUNTIME_CHOICES, SIMPLIFIERS
-    from learngene_deploy.pipeline.run import BuildOptions, build
     from learngene_deploy.profile import list_profiles
 
     if all_profiles and profile:
@@ -161,22 +160,6 @@ def build_command(
     names = list_profiles() if all_profiles else list(profile or [])
     if not names:
         raise ConfigError("no profile given; pass --profile NAME (see `lgdeploy profiles list`) or --all.")
-    choices = (
-        (backend, RUNTIME_CHOICES, "--backend"),
-        (precision, PRECISIONS, "--precision"),
-        (exporter, EXPORTERS, "--exporter"),
-        (simplifier, SIMPLIFIERS, "--simplifier"),
-        (int8_fallback, INT8_FALLBACKS, "--int8-fallback"),
-    )
-    for value, valid, option in choices:
-        if value is not None and value not in valid:
-            raise ConfigError(f"{option} {value!r} is not one of: {', '.join(valid)}.")
-    if finetune_steps is not None and finetune_epochs is not None:
-        raise ConfigError("pass either --finetune-steps or --finetune-epochs, not both.")
-    if data is not None and not data.strip():
-        raise ConfigError(
-            "--data is empty; pass digits, fashion-mnist or a data directory, or omit it for the default."
-        )
     targets = _targets(names, out, backend, precision, force)
 
     console = stderr()
@@ -191,33 +174,31 @@ def build_command(
             )
 
         console.rule(f"lgdeploy build --profile {name}")
-        result = build(
-            BuildOptions(
-                profile=name,
-                learngene=learngene,
-                data=data,
-                finetune_steps=finetune_steps,
-                finetune_epochs=finetune_epochs,
-                backend=backend,
-                precision=precision,
-                out=target,
-                force=force,
-                checkpoint_every=checkpoint_every,
-                exporter=exporter,  # type: ignore[arg-type]
-                simplifier=simplifier,  # type: ignore[arg-type]
-                dynamic_batch=dynamic_batch,
-                max_abs=max_abs_diff,
-                min_agreement=min_agreement,
-                max_int8_drop=max_int8_drop,
-                int8_fallback=int8_fallback,
-                seed=seed,
-                recipe=recipe,
-                aug=tuple(aug or ()),
-                workers=workers,
-                on_bad_image=on_bad_image,
-            ),
+        artifact = build(
+            name,
+            learngene=learngene,
+            data=data,
+            finetune_steps=finetune_steps,
+            finetune_epochs=finetune_epochs,
+            backend=backend,
+            precision=precision,
+            out=target,
+            force=force,
             log=log,
+            checkpoint_every=checkpoint_every,
+            exporter=exporter,
+            simplifier=simplifier,
+            dynamic_batch=dynamic_batch,
+            max_abs=max_abs_diff,
+            min_agreement=min_agreement,
+            max_int8_drop=max_int8_drop,
+            int8_fallback=int8_fallback,
+            seed=seed,
+            recipe=recipe,
+            aug=tuple(aug or ()),
+            workers=workers,
+            on_bad_image=on_bad_image,
         )
-        for skip in result.skipped:
+        for skip in artifact.manifest.skipped:
             console.print(f"[yellow]skipped {escape(skip['stage'])}:[/yellow] {escape(skip['reason'])}", markup=True)
-        typer.echo(str(result.out_dir))
+        typer.echo(str(artifact.path))

@@ -22,6 +22,11 @@ def finite(value: Any) -> Any:
     return value
 
 
+def label(candidate: dict[str, Any]) -> str:
+    """A size as the table shows it, e.g. ``depth=6 width=64``."""
+    return " ".join(f"{k}={v}" for k, v in candidate["size"].items())
+
+
 def select_command(
     profile: Annotated[str, typer.Option("--profile", "-p", help="Shipped profile name or path to a .yaml file.")],
     learngene: Annotated[
@@ -32,17 +37,13 @@ def select_command(
     ] = False,
 ) -> None:
     """Predict memory, latency and accuracy of every size a learngene offers, and choose one for a device."""
-    from learngene_deploy.learngene.io import read_metadata
+    from learngene_deploy.api import select
     from learngene_deploy.profile import load_profile
-    from learngene_deploy.shipped import resolve_learngene
-    from learngene_deploy.sizing.candidates import candidates_from_metadata
-    from learngene_deploy.sizing.select import select
 
     p = load_profile(profile)
-    path = resolve_learngene(learngene)
-    selection = select(candidates_from_metadata(read_metadata(path)), p)
+    selection = select(p, learngene)
     if as_json:
-        typer.echo(json.dumps(finite({"learngene": str(path), **selection.to_dict()}), indent=2, allow_nan=False))
+        typer.echo(json.dumps(finite(selection.to_dict()), indent=2, allow_nan=False))
         return
     from rich.table import Table
 
@@ -67,35 +68,30 @@ def select_command(
     ):
         table.add_column(header, justify=justify, no_wrap=header != "fits")
     chosen = selection.chosen
-    for pred in selection.predictions:
-        mark = ("►" if pred is chosen else " ") + ("*" if pred.pareto else " ")
-        acc = pred.candidate.accuracy
+    for c in selection.candidates:
+        mark = ("►" if c == chosen else " ") + ("*" if c["pareto"] else " ")
+        runtime = c.get("latency_runtime")
         table.add_row(
             mark,
-            pred.candidate.label,
-            f"{pred.params / 1e6:.3f}M",
-            f"{pred.flops / 1e9:.3g}",
-            f"{pred.weight_mb:.2f}",
-            f"{pred.memory_mb:.2f}",
-            f"{pred.latency_ms:.3g} ({pred.latency_source}"
-            + (f", {pred.latency_runtime})" if pred.latency_runtime else ")"),
-            "—" if acc is None else f"{100 * acc:.2f}%",
-            "yes" if pred.fits else "no: " + "; ".join(pred.misses),
-            style="bold green" if pred is chosen else None,
+            label(c),
+            f"{c['params'] / 1e6:.3f}M",
+            f"{c['gflops']:.3g}",
+            f"{c['weight_mb']:.2f}",
+            f"{c['memory_mb']:.2f}",
+            f"{c['latency_ms']:.3g} ({c['latency_source']}" + (f", {runtime})" if runtime else ")"),
+            "—" if c["accuracy"] is None else f"{100 * c['accuracy']:.2f}%",
+            "yes" if c["fits"] else "no: " + "; ".join(c["misses"]),
+            style="bold green" if c == chosen else None,
         )
     console = stdout()
     console.print(table)
     console.print("► chosen   * on the Pareto front (accuracy, else parameters, against latency)")
+    runtime = chosen.get("latency_runtime")
     console.print(
-        f"chosen: {chosen.candidate.label} ({chosen.params / 1e6:.3f}M parameters, "
-        f"{chosen.latency_ms:.3g} ms predicted"
-        + (f" with {chosen.latency_runtime}" if chosen.latency_runtime else "")
+        f"chosen: {label(chosen)} ({chosen['params'] / 1e6:.3f}M parameters, {chosen['latency_ms']:.3g} ms predicted"
+        + (f" with {runtime}" if runtime else "")
         + ", "
-        + (
-            "accuracy unknown"
-            if chosen.candidate.accuracy is None
-            else f"{100 * chosen.candidate.accuracy:.2f}% direct"
-        )
+        + ("accuracy unknown" if chosen["accuracy"] is None else f"{100 * chosen['accuracy']:.2f}% direct")
         + ")"
     )
     for note in selection.notes:

@@ -61,27 +61,7 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
     import torch
 
     t_start = time.perf_counter()
-    if opts.finetune_steps is not None and opts.finetune_steps < 1:
-        msg = (
-            f"finetune_steps must be at least 1, got {opts.finetune_steps}; leave it unset for the default "
-            f"{DEFAULT_FINETUNE_STEPS} steps."
-        )
-        raise ConfigError(msg)
-    if opts.data is not None and not str(opts.data).strip():
-        raise ConfigError("data is empty; pass digits, fashion-mnist or a data directory, or leave it unset.")
-    if opts.finetune_epochs is not None and not math.isfinite(opts.finetune_epochs):
-        raise ConfigError(f"finetune_epochs must be a finite number of passes, got {opts.finetune_epochs}.")
-    if opts.finetune_epochs is not None and opts.finetune_epochs <= 0:
-        msg = (
-            f"finetune_epochs must be greater than 0, got {opts.finetune_epochs}; leave it unset for "
-            f"{DEFAULT_FINETUNE_STEPS} steps."
-        )
-        raise ConfigError(msg)
-    from learngene_deploy.data.presets import resolve_recipe
-
-    resolve_recipe(opts.recipe, opts.aug)  # a bad preset or knob fails here, not after the data has loaded
-    if opts.on_bad_image not in ("error", "skip"):
-        raise ConfigError(f"on_bad_image must be 'error' or 'skip', not {opts.on_bad_image!r}.")
+    validate(opts)
     torch.manual_seed(opts.seed)
     profile = resolve_profile(opts.profile, opts.backend, opts.precision)
     if profile.budgets.batch > opts.verify_images:
@@ -104,6 +84,50 @@ def build(opts: BuildOptions, *, log: Log = _silent) -> BuildResult:
     finally:
         work.release(success=success)
     return result
+
+
+def validate(opts: BuildOptions) -> None:
+    """Refuse options no build can use, before any work (one sentence naming the option and what is valid).
+
+    Raises:
+        ConfigError: a bad choice, an empty or contradictory fine-tune, empty data, an unknown recipe knob.
+    """
+    from learngene_deploy.data.presets import resolve_recipe
+    from learngene_deploy.names import EXPORTERS, INT8_FALLBACKS, PRECISIONS, RUNTIME_CHOICES, SIMPLIFIERS
+
+    choices = (
+        (opts.backend, RUNTIME_CHOICES, "backend", "--backend"),
+        (opts.precision, PRECISIONS, "precision", "--precision"),
+        (opts.exporter, EXPORTERS, "exporter", "--exporter"),
+        (opts.simplifier, SIMPLIFIERS, "simplifier", "--simplifier"),
+        (opts.int8_fallback, INT8_FALLBACKS, "int8_fallback", "--int8-fallback"),
+    )
+    for value, valid, name, flag in choices:
+        if value is not None and value not in valid:
+            raise ConfigError(f"{name} ({flag}) {value!r} is not one of: {', '.join(valid)}.")
+    if opts.finetune_steps is not None and opts.finetune_epochs is not None:
+        raise ConfigError(
+            "pass either finetune_steps (--finetune-steps) or finetune_epochs (--finetune-epochs), not both."
+        )
+    if opts.finetune_steps is not None and opts.finetune_steps < 1:
+        msg = (
+            f"finetune_steps must be at least 1, got {opts.finetune_steps}; leave it unset for the default "
+            f"{DEFAULT_FINETUNE_STEPS} steps."
+        )
+        raise ConfigError(msg)
+    if opts.data is not None and not str(opts.data).strip():
+        raise ConfigError("data (--data) is empty; pass digits, fashion-mnist or a data directory, or leave it unset.")
+    if opts.finetune_epochs is not None and not math.isfinite(opts.finetune_epochs):
+        raise ConfigError(f"finetune_epochs must be a finite number of passes, got {opts.finetune_epochs}.")
+    if opts.finetune_epochs is not None and opts.finetune_epochs <= 0:
+        msg = (
+            f"finetune_epochs must be greater than 0, got {opts.finetune_epochs}; leave it unset for "
+            f"{DEFAULT_FINETUNE_STEPS} steps."
+        )
+        raise ConfigError(msg)
+    resolve_recipe(opts.recipe, opts.aug)  # a bad preset or knob fails here, not after the data has loaded
+    if opts.on_bad_image not in ("error", "skip"):
+        raise ConfigError(f"on_bad_image must be 'error' or 'skip', not {opts.on_bad_image!r}.")
 
 
 def _run(
