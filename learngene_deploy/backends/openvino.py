@@ -165,7 +165,28 @@ class OpenVINOBackend(Backend):
     ) -> Compiled:
         """NNCF's ``quantize_with_accuracy_control``: quantize, then revert the most sensitive layers to float until
         the top-1 drop on the labelled calibration images is within ``max_drop_points``; see
-        :meth:`Backend.compile_accuracy_controlled`."""
+        :meth:`Backend.compile_accuracy_controlled`.
+
+        The search runs in a spawned child process: after it, torch in the same process can crash (a segfault in the
+        next model's ONNX export, seen with nncf 2.x and openvino 2025-2026 on this machine), and one process may
+        build several profiles (``--all``, the Python API).
+        """
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        args = (str(onnx_path), str(out_dir), calibration_data, calibration_labels, max_drop_points, profile)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_accuracy_controlled_in_child, *args).result()
+
+    def _accuracy_controlled_here(
+        self,
+        onnx_path: str | Path,
+        out_dir: str | Path,
+        calibration_data: np.ndarray,
+        calibration_labels: np.ndarray,
+        max_drop_points: float,
+        profile: DeviceProfile | None,
+    ) -> Compiled:
         import openvino as ov
 
         src, out, start = prepare(self, onnx_path, out_dir, "int8")
@@ -275,6 +296,11 @@ def _search_drop(model: Any, quantized: Any, items: list[tuple[np.ndarray, np.nd
         compiled = ov.Core().compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         accuracy.append(top1(lambda x, c=compiled: c(x)[0], items)[0])
     return 100.0 * (accuracy[0] - accuracy[1])
+
+
+def _accuracy_controlled_in_child(*args: Any) -> Compiled:
+    """The body of :meth:`OpenVINOBackend.compile_accuracy_controlled`, in the spawned child process."""
+    return OpenVINOBackend()._accuracy_controlled_here(*args)
 
 
 def _quantize_with_accuracy_control(model: Any, items: list[tuple[np.ndarray, np.ndarray]], max_drop: float) -> Any:
