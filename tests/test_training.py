@@ -245,3 +245,20 @@ def test_torchrun_two_processes_stream_images_with_the_deit_recipe(tmp_path: Pat
         assert torch.equal(rank0[k], rank1[k]), f"ranks differ in {k}"
     training = read_metadata(out / "lg.safetensors")["training"]
     assert training["world_size"] == 2 and training["augmentation"]["name"] == "deit" and training["steps"] == 3
+
+
+class _Payload:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (Path(os.environ["LGD_PWNED"]),))
+
+
+def test_a_pickle_checkpoint_is_refused_in_one_sentence_and_never_run(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("LGD_PWNED", str(marker))
+    torch.save({"model": _Payload()}, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(ConfigError, match="is not a checkpoint lgdeploy wrote .* never unpickled"):
+        load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert not marker.exists()
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ConfigError, match="not a checkpoint lgdeploy wrote"):
+        load_checkpoint(tmp_path / CHECKPOINT_NAME)

@@ -71,7 +71,10 @@ def schedule(
     per_rank_images = train_size // world  # DistributedSampler(drop_last=True) gives every rank this many
     steps_per_epoch = per_rank_images // per_rank
     if steps_per_epoch == 0:
-        msg = f"batch size {batch_size} exceeds the {train_size} training images; use a smaller batch."
+        msg = (
+            f"batch size {batch_size} exceeds the {train_size} training images; use a smaller batch "
+            "(--batch-size of `lgdeploy train`, finetune_batch of the build) or more data."
+        )
         raise ConfigError(msg)
     phase_steps = max_steps or max(1, math.ceil(epochs * steps_per_epoch))
     total = phase_steps * phases

@@ -24,6 +24,7 @@ import contextlib
 import io
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -216,7 +217,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         msg = f"no checkpoint at {path} to resume from; run without --resume first or point --out at the run."
         raise ConfigError(msg)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        # torch's message advises retrying with weights_only=False, i.e. running arbitrary pickled code: never
+        msg = (
+            f"{path} is not a checkpoint lgdeploy wrote (it holds objects other than tensors and plain containers, "
+            "or is truncated); it is never unpickled, so start the run again without --resume."
+        )
+        raise ConfigError(msg) from e
 
 
 def _resume(
