@@ -256,7 +256,7 @@ def test_a_pickle_checkpoint_is_refused_in_one_sentence_and_never_run(tmp_path: 
     marker = tmp_path / "pwned"
     monkeypatch.setenv("LGD_PWNED", str(marker))
     torch.save({"model": _Payload()}, tmp_path / CHECKPOINT_NAME)
-    with pytest.raises(ConfigError, match="is not a checkpoint lgdeploy wrote .* never unpickled"):
+    with pytest.raises(ConfigError, match=r"is not a checkpoint lgdeploy wrote .* never unpickled"):
         load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert not marker.exists()
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"PK\x03\x04 truncated")
