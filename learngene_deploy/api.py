@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from learngene_deploy.artifact.predict import Prediction
     from learngene_deploy.data.contract import Preprocessing
     from learngene_deploy.learngene.base import WeightGenerator
+    from learngene_deploy.pipeline.options import BuildOptions
     from learngene_deploy.profile import DeviceProfile
 
 
@@ -247,7 +248,7 @@ class Artifact:
         return manifest.target_benchmarks[-1]
 
 
-def build(
+def build_options(
     profile: str | Path,
     *,
     learngene: str | Path | Learngene | None = None,
@@ -259,33 +260,23 @@ def build(
     out: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
-    log: Callable[[str, str], None] | None = None,
     **options: Any,
-) -> Artifact:
-    """The same build as ``lgdeploy build --profile PROFILE``: select, recompose, fine-tune, export, verify, compile,
-    benchmark and write the artifact.
-
-    Args:
-        profile: a shipped profile name or a YAML file.
-        learngene, data, finetune_steps, finetune_epochs, backend, precision, out, force: as the command's flags.
-        progress: print each stage and the fine-tune's progress bar to stderr.
-        log: called with (stage, message) after each stage instead of printing.
-        options: any other :class:`~learngene_deploy.pipeline.options.BuildOptions` field (``recipe``, ``aug``,
-            ``workers``, ``on_bad_image``, ``seed``, ``exporter`` ...).
+) -> BuildOptions:
+    """The checked options of one :func:`build` (same arguments, minus ``log``): every mistake that needs no data
+    or model is refused here, before any work.
 
     Raises:
-        ConfigError, DataError, SelectionError, VerificationError, ArtifactError: one sentence, nothing half-written.
+        ConfigError: an unknown option, a value out of range, contradictory options (one sentence each).
     """
     import dataclasses
 
     from learngene_deploy.pipeline.options import BuildOptions
-    from learngene_deploy.pipeline.run import build as run_build
+    from learngene_deploy.pipeline.run import validate
 
     valid = {f.name for f in dataclasses.fields(BuildOptions)}
     if unknown := sorted(set(options) - valid):
-        raise ConfigError(
-            f"unknown build option(s) {', '.join(unknown)}; valid options are {', '.join(sorted(valid))}."
-        )
+        msg = f"unknown build option(s) {', '.join(unknown)}; valid options are {', '.join(sorted(valid))}."
+        raise ConfigError(msg)
     lg = learngene.path if isinstance(learngene, Learngene) else learngene
     opts = BuildOptions(
         profile=str(profile),
@@ -300,7 +291,35 @@ def build(
         progress=progress,
         **options,
     )
-    result = run_build(opts, log=log or (_print_stage if progress else _quiet))
+    validate(opts)
+    return opts
+
+
+def build(
+    profile: str | Path,
+    *,
+    log: Callable[[str, str], None] | None = None,
+    **options: Any,
+) -> Artifact:
+    """The same build as ``lgdeploy build --profile PROFILE``: select, recompose, fine-tune, export, verify, compile,
+    benchmark and write the artifact.
+
+    Args:
+        profile: a shipped profile name or a YAML file.
+        log: called with (stage, message) after each stage instead of printing.
+        options: ``learngene`` (a :class:`Learngene`, shipped name or file), ``data``, ``finetune_steps``,
+            ``finetune_epochs``, ``backend``, ``precision``, ``out``, ``force``, ``progress`` (print each stage and
+            the fine-tune's progress bar to stderr; default True) and any other
+            :class:`~learngene_deploy.pipeline.options.BuildOptions` field (``recipe``, ``aug``, ``workers``,
+            ``on_bad_image``, ``seed``, ``exporter`` ...), as :func:`build_options` takes them.
+
+    Raises:
+        ConfigError, DataError, SelectionError, VerificationError, ArtifactError: one sentence, nothing half-written.
+    """
+    from learngene_deploy.pipeline.run import build as run_build
+
+    opts = build_options(profile, **options)
+    result = run_build(opts, log=log or (_print_stage if opts.progress else _quiet))
     return Artifact(result.out_dir)
 
 

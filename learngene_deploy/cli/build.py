@@ -151,7 +151,7 @@ def build_command(
     ] = "error",
 ) -> None:
     """Recompose, fine-tune, export, simplify, verify, compile and benchmark a model for each device profile."""
-    from learngene_deploy.api import build
+    from learngene_deploy.api import build, build_options
     from learngene_deploy.errors import ConfigError
     from learngene_deploy.profile import list_profiles
 
@@ -160,6 +160,30 @@ def build_command(
     names = list_profiles() if all_profiles else list(profile or [])
     if not names:
         raise ConfigError("no profile given; pass --profile NAME (see `lgdeploy profiles list`) or --all.")
+    options = {
+        "learngene": learngene,
+        "data": data,
+        "finetune_steps": finetune_steps,
+        "finetune_epochs": finetune_epochs,
+        "backend": backend,
+        "precision": precision,
+        "force": force,
+        "checkpoint_every": checkpoint_every,
+        "exporter": exporter,
+        "simplifier": simplifier,
+        "dynamic_batch": dynamic_batch,
+        "max_abs": max_abs_diff,
+        "min_agreement": min_agreement,
+        "max_int8_drop": max_int8_drop,
+        "int8_fallback": int8_fallback,
+        "seed": seed,
+        "recipe": recipe,
+        "aug": tuple(aug or ()),
+        "workers": workers,
+        "on_bad_image": on_bad_image,
+    }
+    for name in names:  # every mistake refused before any output or work
+        build_options(name, **options)
     targets = _targets(names, out, backend, precision, force)
 
     console = stderr()
@@ -174,31 +198,7 @@ def build_command(
             )
 
         console.rule(f"lgdeploy build --profile {name}")
-        artifact = build(
-            name,
-            learngene=learngene,
-            data=data,
-            finetune_steps=finetune_steps,
-            finetune_epochs=finetune_epochs,
-            backend=backend,
-            precision=precision,
-            out=target,
-            force=force,
-            log=log,
-            checkpoint_every=checkpoint_every,
-            exporter=exporter,
-            simplifier=simplifier,
-            dynamic_batch=dynamic_batch,
-            max_abs=max_abs_diff,
-            min_agreement=min_agreement,
-            max_int8_drop=max_int8_drop,
-            int8_fallback=int8_fallback,
-            seed=seed,
-            recipe=recipe,
-            aug=tuple(aug or ()),
-            workers=workers,
-            on_bad_image=on_bad_image,
-        )
+        artifact = build(name, out=target, log=log, **options)
         for skip in artifact.manifest.skipped:
             console.print(f"[yellow]skipped {escape(skip['stage'])}:[/yellow] {escape(skip['reason'])}", markup=True)
         typer.echo(str(artifact.path))

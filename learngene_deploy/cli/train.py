@@ -77,7 +77,7 @@ def _check_flags(flags: dict[str, object]) -> None:
 
     data = flags.get("data")
     if isinstance(data, str) and not data.strip():
-        raise ConfigError("--data is empty; pass digits, fashion-mnist or a data directory.")
+        raise ConfigError("data (--data) is empty; pass digits, fashion-mnist or a data directory.")
     epochs = flags.get("epochs")
     if isinstance(epochs, float) and not math.isfinite(epochs):
         raise ConfigError(f"--epochs must be a finite number of passes, got {epochs}; pass e.g. --epochs 10.")

@@ -105,16 +105,6 @@ def validate(opts: BuildOptions) -> None:
     for value, valid, name, flag in choices:
         if value is not None and value not in valid:
             raise ConfigError(f"{name} ({flag}) {value!r} is not one of: {', '.join(valid)}.")
-    if opts.finetune_steps is not None and opts.finetune_epochs is not None:
-        raise ConfigError(
-            "pass either finetune_steps (--finetune-steps) or finetune_epochs (--finetune-epochs), not both."
-        )
-    if opts.finetune_steps is not None and opts.finetune_steps < 1:
-        msg = (
-            f"finetune_steps must be at least 1, got {opts.finetune_steps}; leave it unset for the default "
-            f"{DEFAULT_FINETUNE_STEPS} steps."
-        )
-        raise ConfigError(msg)
     if opts.data is not None and not str(opts.data).strip():
         raise ConfigError("data (--data) is empty; pass digits, fashion-mnist or a data directory, or leave it unset.")
     if opts.finetune_epochs is not None and not math.isfinite(opts.finetune_epochs):
@@ -122,6 +112,16 @@ def validate(opts: BuildOptions) -> None:
     if opts.finetune_epochs is not None and opts.finetune_epochs <= 0:
         msg = (
             f"finetune_epochs must be greater than 0, got {opts.finetune_epochs}; leave it unset for "
+            f"{DEFAULT_FINETUNE_STEPS} steps."
+        )
+        raise ConfigError(msg)
+    if opts.finetune_steps is not None and opts.finetune_epochs is not None:
+        raise ConfigError(
+            "pass either finetune_steps (--finetune-steps) or finetune_epochs (--finetune-epochs), not both."
+        )
+    if opts.finetune_steps is not None and opts.finetune_steps < 1:
+        msg = (
+            f"finetune_steps must be at least 1, got {opts.finetune_steps}; leave it unset for the default "
             f"{DEFAULT_FINETUNE_STEPS} steps."
         )
         raise ConfigError(msg)
