@@ -14,8 +14,10 @@ docs/platform-notes §4). The hint is ``f32`` unless another is asked for with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -298,6 +300,18 @@ def _search_drop(model: Any, quantized: Any, items: list[tuple[np.ndarray, np.nd
     return 100.0 * (accuracy[0] - accuracy[1])
 
 
+@contextlib.contextmanager
+def _nncf_quiet() -> Iterator[None]:
+    """NNCF's logger at ERROR for the duration (it logs statistics collection progress at INFO)."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _accuracy_controlled_in_child(*args: Any) -> Compiled:
     """The body of :meth:`OpenVINOBackend.compile_accuracy_controlled`, in the spawned child process."""
     return OpenVINOBackend()._accuracy_controlled_here(*args)
@@ -310,29 +324,25 @@ def _quantize_with_accuracy_control(model: Any, items: list[tuple[np.ndarray, np
     def validate(compiled_model: Any, data: Any) -> tuple[float, list[float]]:
         return top1(lambda x: compiled_model(x)[0], list(data))
 
-    nncf_logger = logging.getLogger("nncf")
-    level = nncf_logger.level
-    nncf_logger.setLevel(logging.ERROR)
     try:
-        return nncf.quantize_with_accuracy_control(
-            model,
-            nncf.Dataset(items, lambda item: item[0]),
-            nncf.Dataset(items),
-            validate,
-            max_drop=max_drop / 100.0,
-            drop_type=nncf.DropType.ABSOLUTE,
-            subset_size=len(items),
-            model_type=nncf.ModelType.TRANSFORMER,
-            preset=nncf.QuantizationPreset.PERFORMANCE,
-        )
+        with _nncf_quiet():
+            return nncf.quantize_with_accuracy_control(
+                model,
+                nncf.Dataset(items, lambda item: item[0]),
+                nncf.Dataset(items),
+                validate,
+                max_drop=max_drop / 100.0,
+                drop_type=nncf.DropType.ABSOLUTE,
+                subset_size=len(items),
+                model_type=nncf.ModelType.TRANSFORMER,
+                preset=nncf.QuantizationPreset.PERFORMANCE,
+            )
     except Exception as e:
         msg = (
             f"NNCF accuracy-controlled int8 quantization failed ({error_summary(e)}); calibrate on more images or "
             "raise --max-int8-drop."
         )
         raise ExportError(msg) from e
-    finally:
-        nncf_logger.setLevel(level)
 
 
 def _quantize_int8(model: Any, images: np.ndarray, input_shape: tuple[int | str, ...]) -> Any:
@@ -344,22 +354,18 @@ def _quantize_int8(model: Any, images: np.ndarray, input_shape: tuple[int | str,
         msg = f"OpenVINO int8 calibration got {len(images)} images but the model's static batch is {batch}; pass more."
         raise ConfigError(msg)
     batches = [images[i : i + batch] for i in range(0, usable, batch)]
-    nncf_logger = logging.getLogger("nncf")
-    level = nncf_logger.level
-    nncf_logger.setLevel(logging.ERROR)  # NNCF logs statistics collection progress at INFO
     try:
-        return nncf.quantize(
-            model,
-            nncf.Dataset(batches),
-            subset_size=len(batches),
-            model_type=nncf.ModelType.TRANSFORMER,
-            preset=nncf.QuantizationPreset.PERFORMANCE,
-        )
+        with _nncf_quiet():
+            return nncf.quantize(
+                model,
+                nncf.Dataset(batches),
+                subset_size=len(batches),
+                model_type=nncf.ModelType.TRANSFORMER,
+                preset=nncf.QuantizationPreset.PERFORMANCE,
+            )
     except Exception as e:
         msg = (
             f"NNCF int8 quantization failed ({error_summary(e)}); "
             "check the calibration images' shape or use precision 'fp16'."
         )
         raise ExportError(msg) from e
-    finally:
-        nncf_logger.setLevel(level)
