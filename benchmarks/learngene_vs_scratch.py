@@ -51,6 +51,10 @@ def parse_sizes(text: str, method: str) -> list[dict[str, int]]:
     return sizes
 
 
+def _is_top1(key: str) -> bool:
+    return key.startswith(("learngene_", "scratch_")) and key.endswith("ep")
+
+
 def label(size: dict[str, int]) -> str:
     return "x".join(str(v) for v in size.values())
 
@@ -60,47 +64,90 @@ def train_flops(arch: ArchSpec) -> float:
     return 3 * flops(arch)[0]
 
 
-def run_size(gen, size, data, cfg: TrainConfig, epochs: int, transfer: bool, work: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    arch, _ = gen.generate(**size)
-    if transfer or arch.num_classes != data.num_classes:
-        arch = arch.replace(num_classes=data.num_classes)
-    row: dict[str, Any] = {"size": size, "arch": arch.to_dict(), "params": count_params(arch).total}
-    row["train_gflops_per_image"] = train_flops(arch) / 1e9
-
-    # learngene initialisation: direct, then one epoch of fine-tuning
+def learngene_arm(gen, size, data, cfg: TrainConfig, transfer: bool) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The Des-Net recomposed from the learngene: evaluated directly, then after 1 epoch of fine-tuning."""
     torch.manual_seed(cfg.seed)
     model = gen.recompose(**size)
     if transfer or model.num_classes != data.num_classes:
         model.reset_classifier(data.num_classes)  # a fresh head; the learngene's head belongs to its own dataset
-    row["learngene_0ep"] = evaluate(model, data.val)
+    row: dict[str, Any] = {"learngene_0ep": evaluate(model, data.val)}
     start = time.perf_counter()
     res = train(model, data, replace(cfg, epochs=1.0, out=None))
     row["learngene_1ep"] = evaluate(model, data.val)
     row["learngene_1ep_s"] = round(time.perf_counter() - start, 1)
     row["steps_per_epoch"] = res.steps
+    return row
 
-    # scratch: a dedicated 1-epoch schedule ...
+
+def scratch_arm(arch: ArchSpec, data, cfg: TrainConfig, epochs: int, work: Path, name: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The same architecture from timm's initialisation: a 1-epoch schedule, and an N-epoch one read every epoch."""
+    row: dict[str, Any] = {}
     torch.manual_seed(cfg.seed)
     model = build_vit(arch)
     start = time.perf_counter()
-    train(model, data, replace(cfg, epochs=1.0, out=None))
+    res = train(model, data, replace(cfg, epochs=1.0, out=None))
     row["scratch_1ep"] = evaluate(model, data.val)
     row["scratch_1ep_s"] = round(time.perf_counter() - start, 1)
-
-    # ... and a 10-epoch schedule, evaluated after every epoch (stop, evaluate, resume from the checkpoint)
+    # the long schedule, evaluated after every epoch (stop, evaluate, resume from the checkpoint)
     torch.manual_seed(cfg.seed)
     model = build_vit(arch)
-    out = work / f"scratch-{label(size)}"
+    out = work / f"scratch-{name}"
     curve = []
     start = time.perf_counter()
     for e in range(1, epochs + 1):
         long_cfg = replace(cfg, epochs=float(epochs), out=out, stop_after=e * res.steps, resume=e > 1)
         train(model, data, long_cfg)
         curve.append(evaluate(model, data.val))
-        print(f"  {label(size)} scratch epoch {e}/{epochs}: top-1 {100 * curve[-1]:.2f}%", flush=True)
+        print(f"  {name} scratch epoch {e}/{epochs}: top-1 {100 * curve[-1]:.2f}%", flush=True)
     row["scratch_curve"] = curve
     row[f"scratch_{epochs}ep"] = curve[-1]
     row[f"scratch_{epochs}ep_s"] = round(time.perf_counter() - start, 1)
+    return row
+
+
+SCRATCH_KEYS = ("scratch_1ep", "scratch_1ep_s", "scratch_curve")
+
+
+def earlier_scratch(path: Path | None, setting: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Scratch rows of an earlier run of this script, by architecture, when it measured exactly this setting.
+
+    The scratch arm does not depend on the learngene (only on the architecture, data and recipe), so a run with a
+    new learngene can reuse it; anything that differs (data, split sizes, recipe, epochs, lr, batch, seed) is refused.
+    """
+    if path is None:
+        return {}
+    import json
+
+    earlier = json.loads(Path(path).read_text())
+    theirs = scratch_setting(earlier["data"], earlier["recipe"], earlier["epochs"])
+    if theirs != setting:
+        diff = {k: (theirs.get(k), v) for k, v in setting.items() if theirs.get(k) != v}
+        sys.exit(f"--scratch-from {path} measured another setting (earlier, now): {diff}; run the scratch arm again.")
+    return {json.dumps(r["arch"], sort_keys=True): r for r in earlier["rows"] if "scratch_curve" in r}
+
+
+def scratch_setting(data_info: dict[str, Any], recipe: dict[str, Any], epochs: int) -> dict[str, Any]:
+    keys = ("name", "train_size", "val_size", "fingerprint", "img_size")
+    return {**{k: data_info.get(k) for k in keys}, **recipe, "epochs": epochs}
+
+
+def run_size(gen, size, data, cfg, epochs, transfer, work, arms, reuse) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    arch, _ = gen.generate(**size)
+    if transfer or arch.num_classes != data.num_classes:
+        arch = arch.replace(num_classes=data.num_classes)
+    row: dict[str, Any] = {"size": size, "arch": arch.to_dict(), "params": count_params(arch).total}
+    row["train_gflops_per_image"] = train_flops(arch) / 1e9
+    if "learngene" in arms:
+        row.update(learngene_arm(gen, size, data, cfg, transfer))
+    if "scratch" in arms:
+        import json
+
+        earlier = reuse.get(json.dumps(row["arch"], sort_keys=True))
+        if earlier is not None:
+            row.update({k: earlier[k] for k in (*SCRATCH_KEYS, f"scratch_{epochs}ep", f"scratch_{epochs}ep_s")})
+            row["scratch_reused"] = True
+        else:
+            row.update(scratch_arm(arch, data, cfg, epochs, work, label(size)))
     return row
 
 
@@ -119,6 +166,13 @@ def cost_table(rows: list[dict[str, Any]], meta: dict[str, Any], n_train: int, e
     lg_arch = ArchSpec.from_dict(meta["arch"])
     lg_images = train_info["steps"] * train_info["recipe"]["batch_size"]
     lg_flops = lg_images * train_flops(lg_arch)
+    # a distilled learngene also costs its teacher: the teacher's own training and its forward pass on every image
+    # the learngene saw (its file records both when lgdeploy trained it)
+    teacher = train_info.get("teacher_info") or {}
+    teacher_flops = 1e12 * teacher.get("train_tflops", 0.0) + lg_images * 1e9 * teacher.get("forward_gflops", 0.0)
+    if train_info.get("teacher") and not teacher:
+        print("  note: the learngene's teacher records no training compute; the cost table leaves it out")
+    lg_flops += teacher_flops
     per_size = []
     ft_total = scratch_total = 0.0
     lower_bound = False
@@ -141,7 +195,12 @@ def cost_table(rows: list[dict[str, Any]], meta: dict[str, Any], n_train: int, e
             }
         )
     return {
-        "learngene_training": {"images": lg_images, "arch": meta["arch"], "tflops": lg_flops / 1e12},
+        "learngene_training": {
+            "images": lg_images,
+            "arch": meta["arch"],
+            "tflops": lg_flops / 1e12,
+            "of_which_teacher_tflops": teacher_flops / 1e12,
+        },
         "per_size": per_size,
         "learngene_total_tflops": (lg_flops + ft_total) / 1e12,
         "scratch_total_tflops": scratch_total / 1e12,
@@ -169,8 +228,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--recipe", default="none", help="augmentation preset of every run, both arms: none (default), light or deit"
     )
+    parser.add_argument(
+        "--arms", default="learngene,scratch", help="which arms to run: learngene, scratch or both (default)"
+    )
+    parser.add_argument(
+        "--scratch-from",
+        type=Path,
+        default=None,
+        help="reuse the scratch rows of an earlier JSON of this script that measured the same setting",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/...)")
     args = parser.parse_args(argv)
+    arms = {a.strip() for a in args.arms.split(",") if a.strip()}
+    if not arms or not arms <= {"learngene", "scratch"}:
+        sys.exit(f"--arms {args.arms!r}: pass learngene, scratch or learngene,scratch.")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -196,18 +267,49 @@ def main(argv: list[str] | None = None) -> None:
         f" {'transfer (fresh head)' if transfer else 'same dataset'}",
         flush=True,
     )
+    recipe_record = {
+        "batch_size": batch,
+        "lr": args.lr,
+        "schedule": "cosine, 5% warm-up",
+        "seed": args.seed,
+        "augmentation": get_preset(args.recipe).to_dict(),
+    }
+    reuse = earlier_scratch(args.scratch_from, scratch_setting(data.info, recipe_record, args.epochs))
     rows = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lgd-bench-") as work:
         for size in sizes:
-            rows.append(run_size(gen, size, data, cfg, args.epochs, transfer, Path(work)))
+            rows.append(run_size(gen, size, data, cfg, args.epochs, transfer, Path(work), arms, reuse))
             r = rows[-1]
-            print(
-                f"{label(size)}: learngene 0ep {100 * r['learngene_0ep']:.2f}, 1ep {100 * r['learngene_1ep']:.2f} | "
-                f"scratch 1ep {100 * r['scratch_1ep']:.2f}, {args.epochs}ep {100 * r[f'scratch_{args.epochs}ep']:.2f}",
-                flush=True,
-            )
+            print(f"{label(size)}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in r.items() if _is_top1(k)), flush=True)
     e = args.epochs
+    report = {
+        "benchmark": "learngene_vs_scratch",
+        "command": command_line(),
+        "learngene": {
+            "file": path.name,
+            "method": meta["method"],
+            "data": meta["training"]["data"]["name"],
+            "training_wall_time_s": meta["training"].get("wall_time_s"),
+            "teacher": meta["training"].get("teacher_info"),
+        },
+        "data": data.info,
+        "transfer": transfer,
+        "recipe": recipe_record,
+        "epochs": e,
+        "rows": rows,
+        "cost": None,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "host": host_facts("machine", "threads", "torch"),
+    }
+    recipe = f"_{args.recipe}" if args.recipe != "none" else ""
+    arm = "" if arms == {"learngene", "scratch"} else f"_{next(iter(arms))}_only"
+    name = f"learngene_vs_scratch_{data.info['name']}{'_quick' if args.quick else ''}{recipe}{arm}.json"
+    out = args.out or RESULTS / name
+    if arms != {"learngene", "scratch"}:
+        write_json(out, report)
+        print(f"wrote {out} (one arm only: no comparison tables)")
+        return
     print(f"\ntop-1 % on {len(data.val)} {data.info['name']} validation images")
     head = f"{'size':>6} {'params':>8} {'lg 0ep':>7} {'lg 1ep':>7} {'scr 1ep':>8} {f'scr {e}ep':>8}"
     head += f" {'lg1-scr' + str(e):>9}"
@@ -223,7 +325,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\ncost of {len(rows)} sizes (training TFLOPs = 3 x forward FLOPs x images)")
         lg, sp = cost["learngene_training"], cost["stored_params"]
         arch_txt = f"{meta['arch']['depth']} x {meta['arch']['embed_dim']}"
-        print(f"  learngene training: {lg['tflops']:.2f} TFLOPs ({arch_txt} training net, {lg['images']:,} images)")
+        print(
+            f"  learngene training: {lg['tflops']:.2f} TFLOPs ({arch_txt} training net, {lg['images']:,} images;"
+            f" teacher training and its forward passes {lg['of_which_teacher_tflops']:.2f} of it)"
+        )
         for c in cost["per_size"]:
             print(
                 f"  {c['size']:>5}: fine-tune 1 epoch {c['finetune_tflops']:.2f}"
@@ -235,28 +340,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  total: learngene + fine-tunes {total_lg:.2f} vs scratch {bound}{total_scratch:.2f} TFLOPs")
         print(f"  stored parameters: learngene file {sp['learngene_file']:,}", end="")
         print(f" vs {len(rows)} separate models {sp['separate_models']:,}")
-    report = {
-        "benchmark": "learngene_vs_scratch",
-        "command": command_line(),
-        "learngene": {"file": path.name, "method": meta["method"], "data": meta["training"]["data"]["name"]},
-        "data": data.info,
-        "transfer": transfer,
-        "recipe": {
-            "batch_size": batch,
-            "lr": args.lr,
-            "schedule": "cosine, 5% warm-up",
-            "seed": args.seed,
-            "augmentation": get_preset(args.recipe).to_dict(),
-        },
-        "epochs": e,
-        "rows": rows,
-        "cost": cost if not transfer else None,
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "host": host_facts("machine", "threads", "torch"),
-    }
-    recipe = f"_{args.recipe}" if args.recipe != "none" else ""
-    name = f"learngene_vs_scratch_{data.info['name']}{'_quick' if args.quick else ''}{recipe}.json"
-    out = args.out or RESULTS / name
+    report["cost"] = cost if not transfer else None
     write_json(out, report)
     print(f"\nwrote {out}")
 

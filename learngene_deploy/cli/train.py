@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from learngene_deploy.training.options import LDROptions, LeTsOptions, plain
+from learngene_deploy.training.options import LDROptions, LeTsOptions, TeacherOptions, plain
 
 if TYPE_CHECKING:
     from learngene_deploy.training.recipes import Trained
 
-app = typer.Typer(no_args_is_help=True, help="Train learngenes (CPU single process or DDP under torchrun).")
+app = typer.Typer(
+    no_args_is_help=True, help="Train learngenes and their teachers (CPU single process or DDP under torchrun)."
+)
 
 # Options both methods share: one definition each.
 Data = Annotated[
@@ -66,7 +68,7 @@ Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the mode
 Device = Annotated[str | None, typer.Option(help="cpu or cuda[:i] (default: cuda when available).")]
 Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
 
-LDR, LETS = LDROptions, LeTsOptions  # the flags' defaults
+LDR, LETS, TEACHER = LDROptions, LeTsOptions, TeacherOptions  # the flags' defaults
 
 
 def _check_flags(flags: dict[str, object]) -> None:
@@ -228,3 +230,61 @@ def lets(
     from learngene_deploy.training.recipes import train_lets
 
     _report(train_lets(LeTsOptions(**flags), recipe=plain(flags)))
+
+
+@app.command("teacher")
+def teacher(
+    data: Data,
+    out: Out,
+    model: Annotated[
+        str, typer.Option(help="timm model name, built without pretrained weights (e.g. resnet18).")
+    ] = TEACHER.model,
+    output_stride: Annotated[
+        int | None, typer.Option(help="CNNs: 8 or 16 keeps larger feature maps on small images.")
+    ] = TEACHER.output_stride,
+    drop_path: Annotated[float, typer.Option(min=0.0, max=0.9, help="Stochastic depth rate.")] = TEACHER.drop_path,
+    img_size: ImgSize = TEACHER.img_size,
+    epochs: Annotated[
+        float, typer.Option(min=0.0, max=10_000.0, help="Epochs over the training split.")
+    ] = TEACHER.epochs,
+    max_steps: MaxSteps = TEACHER.max_steps,
+    batch_size: BatchSize = TEACHER.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = TEACHER.lr,
+    weight_decay: WeightDecay = TEACHER.weight_decay,
+    warmup: Warmup = TEACHER.warmup,
+    teacher: Teacher = TEACHER.teacher,
+    teacher_checkpoint: TeacherCheckpoint = TEACHER.teacher_checkpoint,
+    temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = TEACHER.temperature,
+    seed: Seed = TEACHER.seed,
+    resume: Resume = TEACHER.resume,
+    ckpt_interval: CkptInterval = TEACHER.ckpt_interval,
+    stop_after: StopAfter = TEACHER.stop_after,
+    train_limit: TrainLimit = TEACHER.train_limit,
+    val_limit: ValLimit = TEACHER.val_limit,
+    recipe: Recipe = TEACHER.recipe,
+    aug: Aug = TEACHER.aug,
+    workers: Workers = TEACHER.workers,
+    on_bad_image: OnBadImage = TEACHER.on_bad_image,
+    compile: Compile = TEACHER.compile,
+    device: Device = TEACHER.device,
+    progress: Progress = TEACHER.progress,
+) -> None:
+    """Train a distillation teacher (any timm model) with the same loop and recipes; writes OUT/teacher.safetensors.
+
+    Pass the file to `lgdeploy train lets|ldr --teacher OUT/teacher.safetensors`; the learngene then records the
+    teacher's accuracy and training compute. Nothing is downloaded: the model starts from timm's initialisation.
+    """
+    flags = dict(locals())
+    _check_flags(flags)
+    from learngene_deploy.training.recipes import train_teacher
+
+    trained = train_teacher(TeacherOptions(**flags), recipe=plain(flags))
+    _report(trained)
+    if trained.master and trained.result.finished:
+        from learngene_deploy.models.io import read_model_info
+
+        info = read_model_info(trained.path)
+        typer.echo(
+            f"teacher {info['model']}: top-1 {100 * info['top1']:.2f} % on the validation split, "
+            f"{info['params']:,} parameters, {info['train_tflops']:.1f} training TFLOPs"
+        )

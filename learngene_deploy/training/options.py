@@ -1,4 +1,5 @@
-"""Options of the learngene recipes (``train_ldr``, ``train_lets``): one field per flag of ``lgdeploy train``.
+"""Options of the training recipes (``train_ldr``, ``train_lets``, ``train_teacher``): one field per flag of
+``lgdeploy train``.
 
 Kept apart from the recipes, and free of torch, so that the command line takes its defaults from here (one source
 for both) without importing torch for ``--help``.
@@ -83,3 +84,14 @@ class LeTsOptions(RecipeOptions):
     tie_rows: bool = True  # share G rows between Aux layers 2i and 2i+1 (paper)
     table_depths: str | None = None  # e.g. "4,6,8" (default: 1..aux depth)
     table_widths: str | None = None  # e.g. "32,64" (default: every supported width)
+
+
+@dataclass(kw_only=True)
+class TeacherOptions(RecipeOptions):
+    """A distillation teacher: any timm model trained on the data by the same loop (``lgdeploy train teacher``)."""
+
+    model: str = "resnet18"  # a timm model name (built with pretrained=False: nothing is downloaded)
+    output_stride: int | None = None  # CNNs: 8 or 16 keeps a larger feature map on small images (dilated stages)
+    drop_path: float = 0.0  # stochastic depth of the teacher (timm drop_path_rate)
+    lr: float = 2e-3
+    epochs: float = 10.0

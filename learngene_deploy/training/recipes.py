@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from learngene_deploy.data import DataSplits, load_data
 from learngene_deploy.data.presets import resolve_recipe
-from learngene_deploy.errors import ConfigError
+from learngene_deploy.errors import ConfigError, LearngeneError
 from learngene_deploy.learngene.base import GeneratedViT, WeightGenerator
 from learngene_deploy.learngene.ldr import LDRGenerator, ict_phases, parse_stages
 from learngene_deploy.learngene.lets import LeTsGenerator
@@ -34,10 +34,11 @@ from learngene_deploy.training.loop import (
     evaluate,
     train,
 )
-from learngene_deploy.training.options import LDROptions, LeTsOptions, RecipeOptions
+from learngene_deploy.training.options import LDROptions, LeTsOptions, RecipeOptions, TeacherOptions
 from learngene_deploy.training.teacher import load_teacher
 
 LEARNGENE_FILE = "learngene.safetensors"
+TEACHER_FILE = "teacher.safetensors"
 # What a method contributes to a run, given the loaded data: the generator, its phases, the accuracy table's sizes.
 Setup = tuple[WeightGenerator, Sequence[Phase], list[dict[str, Any]]]
 Method = Callable[[DataSplits], Setup]
@@ -79,6 +80,7 @@ def train_learngene(
     sizes: Sequence[dict[str, Any]] = (),
     teacher: nn.Module | None = None,
     teacher_name: str | None = None,
+    teacher_info: dict[str, Any] | None = None,
     recipe: dict[str, Any] | None = None,
     env: Dist | None = None,
 ) -> TrainResult:
@@ -91,7 +93,8 @@ def train_learngene(
         out_file: learngene file written when the schedule has finished (not after ``stop_after``).
         phases: training phases (see ``train``).
         sizes: one ``recompose(**size)`` keyword dict per row of the accuracy table.
-        teacher: distillation teacher; ``teacher_name`` is what the metadata records for it.
+        teacher: distillation teacher; ``teacher_name`` is what the metadata records for it, ``teacher_info`` its
+            provenance (accuracy, training compute) when it is a model file of lgdeploy.
         recipe: the options of the run, stored in the metadata.
         env: rank/world/device; defaults to ``current_dist()``.
     """
@@ -104,6 +107,7 @@ def train_learngene(
         training = {
             "data": data.info,
             "teacher": teacher_name,
+            "teacher_info": teacher_info,
             "distill": cfg.distill if teacher is not None else "ce",
             "temperature": cfg.temperature,
             "seed": cfg.seed,
@@ -225,31 +229,8 @@ def _run(
         )
         preset = resolve_recipe(opts.recipe, opts.aug or (), images=not getattr(splits.train, "in_memory", False))
         generator, phases, sizes = method(splits)
-        cfg = TrainConfig(
-            out=opts.out,
-            epochs=opts.epochs,
-            max_steps=opts.max_steps,
-            batch_size=opts.batch_size,
-            lr=opts.lr,
-            weight_decay=opts.weight_decay,
-            warmup=opts.warmup,
-            distill=distill,
-            temperature=opts.temperature,
-            alpha=1.0,
-            ckpt_interval=opts.ckpt_interval,
-            stop_after=opts.stop_after,
-            resume=opts.resume,
-            seed=opts.seed,
-            progress=opts.progress,
-            recipe=preset,
-            workers=opts.workers,
-            compile=opts.compile,
-        )
-        teacher = (
-            load_teacher(opts.teacher, checkpoint=opts.teacher_checkpoint, num_classes=splits.num_classes)
-            if opts.teacher
-            else None
-        )
+        cfg = _loop_config(opts, preset, distill)
+        teacher = _teacher(opts, splits)
         result = train_learngene(
             generator,
             splits,
@@ -259,7 +240,131 @@ def _run(
             sizes=sizes,
             teacher=teacher,
             teacher_name=opts.teacher,
+            teacher_info=teacher_record(opts.teacher),
             recipe=opts.record() if recipe is None else recipe,
             env=env,
         )
+    return Trained(path, result, env.master)
+
+
+def _loop_config(opts: RecipeOptions, preset: Any, distill: Literal["ce+kl", "soft"]) -> TrainConfig:
+    """The loop's options from a recipe's (every recipe maps its flags the same way)."""
+    return TrainConfig(
+        out=opts.out,
+        epochs=opts.epochs,
+        max_steps=opts.max_steps,
+        batch_size=opts.batch_size,
+        lr=opts.lr,
+        weight_decay=opts.weight_decay,
+        warmup=opts.warmup,
+        distill=distill,
+        temperature=opts.temperature,
+        alpha=1.0,
+        ckpt_interval=opts.ckpt_interval,
+        stop_after=opts.stop_after,
+        resume=opts.resume,
+        seed=opts.seed,
+        progress=opts.progress,
+        recipe=preset,
+        workers=opts.workers,
+        compile=opts.compile,
+    )
+
+
+def _teacher(opts: RecipeOptions, splits: DataSplits) -> nn.Module | None:
+    if not opts.teacher:
+        return None
+    return load_teacher(opts.teacher, checkpoint=opts.teacher_checkpoint, num_classes=splits.num_classes)
+
+
+def teacher_record(spec: str | None) -> dict[str, Any] | None:
+    """What a learngene records about its teacher when that is a teacher file of lgdeploy: accuracy and compute."""
+    if not spec or not Path(spec).is_file():
+        return None
+    from learngene_deploy.models.io import read_model_info
+
+    try:
+        info = read_model_info(spec)
+    except LearngeneError:  # not a model file (e.g. a learngene used as teacher): nothing to record
+        return None
+    keep = ("model", "top1", "params", "forward_gflops", "train_tflops", "wall_time_s", "steps", "images")
+    return {k: info[k] for k in keep if k in info} or None
+
+
+def forward_flops(model: nn.Module, in_chans: int, img_size: int) -> float:
+    """FLOPs of one forward pass on one image, as ``torch.utils.flop_counter.FlopCounterMode`` counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    param = next(model.parameters())
+    x = torch.zeros(1, in_chans, img_size, img_size, device=param.device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    model.train(was_training)
+    return float(counter.get_total_flops())
+
+
+def train_teacher(opts: TeacherOptions, *, recipe: dict[str, Any] | None = None) -> Trained:
+    """Train a timm model as a distillation teacher with the same loop, data and recipes, and save it as a model file.
+
+    The file (``OUT/teacher.safetensors``) rebuilds without pickle (``load_model``) and records the teacher's top-1 on
+    the validation split, its parameters, forward FLOPs and training compute, so that a learngene distilled from it
+    can count the teacher's cost. Resumable like every recipe (``--resume``).
+    """
+    import timm
+
+    if not timm.is_model(opts.model):
+        msg = f"--model {opts.model!r} is not a timm model name; pass one such as resnet18 or resnet10t."
+        raise ConfigError(msg)
+    path = Path(opts.out) / TEACHER_FILE
+    with distributed(opts.device) as env:
+        torch.manual_seed(opts.seed)
+        splits = load_data(
+            opts.data,
+            img_size=opts.img_size,
+            seed=opts.seed,
+            train_limit=opts.train_limit,
+            val_limit=opts.val_limit,
+            on_bad_image=opts.on_bad_image,  # type: ignore[arg-type]
+        )
+        preset = resolve_recipe(opts.recipe, opts.aug or (), images=not getattr(splits.train, "in_memory", False))
+        kwargs: dict[str, Any] = {"num_classes": splits.num_classes, "in_chans": splits.in_chans}
+        if opts.output_stride:
+            kwargs["output_stride"] = opts.output_stride
+        if opts.drop_path:
+            kwargs["drop_path_rate"] = opts.drop_path
+        try:
+            model = timm.create_model(opts.model, pretrained=False, **kwargs)
+        except (TypeError, ValueError, AssertionError) as e:
+            msg = f"timm cannot build {opts.model!r} with {kwargs} ({e}); drop --output-stride or choose another model."
+            raise ConfigError(msg) from e
+        result = train(model, splits, _loop_config(opts, preset, "soft"), teacher=_teacher(opts, splits), env=env)
+        if result.finished and env.master:
+            from learngene_deploy.models.io import save_timm_model
+
+            top1 = evaluate(model, splits.val, batch_size=256, device=env.device)
+            fwd = forward_flops(model, splits.in_chans, opts.img_size)
+            images = result.steps * opts.batch_size
+            info = {
+                "kind": "teacher",
+                "model": opts.model,
+                "top1": top1,
+                "params": sum(p.numel() for p in model.parameters()),
+                "forward_gflops": fwd / 1e9,
+                "images": images,
+                "train_tflops": 3 * fwd * images / 1e12,  # forward + backward, the convention of the cost tables
+                "steps": result.steps,
+                "wall_time_s": round(result.wall_time_s, 2),
+                "startup_s": result.startup_s,
+                "data": splits.info,
+                "teacher": opts.teacher,
+                "augmentation": result.recipe,
+                "bad_images": {"skipped": len(result.bad_images), "examples": result.bad_images[:10]},
+                "world_size": env.world,
+                "device": env.device.type,
+                "recipe": opts.record() if recipe is None else recipe,
+            }
+            save_timm_model(path, model.cpu(), opts.model, kwargs, info)
+        env.barrier()
     return Trained(path, result, env.master)
