@@ -113,7 +113,8 @@ def load_learngene(name_or_path: str | Path | None = None) -> Learngene:
 @dataclass(frozen=True)
 class Selection:
     """Which size fits a profile: ``chosen`` and every ``candidate`` (dicts: size, arch, predicted latency ms,
-    memory MB, accuracy, fits, misses, pareto), the ``pareto`` front, and ``notes``."""
+    memory MB, accuracy, fits, misses, pareto), the ``pareto`` front, and ``notes``; ``budget_use`` is set when the
+    chosen size uses under a quarter of the latency budget because the learngene offers nothing larger."""
 
     profile: str
     chosen: dict[str, Any]
@@ -121,6 +122,7 @@ class Selection:
     notes: list[str]
     predictor: str = "roofline"  # "roofline", "table" or the auto profile's per-runtime tables
     learngene: str = ""  # the learngene file the sizes come from
+    budget_use: dict[str, Any] | None = None
 
     @property
     def pareto(self) -> list[dict[str, Any]]:
@@ -135,6 +137,7 @@ class Selection:
             "chosen": self.chosen,
             "candidates": self.candidates,
             "notes": self.notes,
+            "budget_use": self.budget_use,
         }
 
 
@@ -179,7 +182,13 @@ def select(
         return Selection(p.name, chosen, table, notes, getattr(predictor, "kind", "roofline"), str(lg.path))
     selection = choose(candidates, p).to_dict()
     return Selection(
-        p.name, selection["chosen"], selection["candidates"], selection["notes"], selection["predictor"], str(lg.path)
+        p.name,
+        selection["chosen"],
+        selection["candidates"],
+        selection["notes"],
+        selection["predictor"],
+        str(lg.path),
+        selection["budget_use"],
     )
 
 

@@ -60,6 +60,10 @@ def test_build_cpu_host_writes_a_verified_artifact(learngene: Path, tmp_path: Pa
     assert {"model.onnx", "report.md", "selection.svg"} <= set(manifest["files"])
     # the most accurate size of the table fits cpu-host and is chosen
     assert manifest["selection"]["size"] == {"depth": 3, "genes": 2}
+    # a 3 x 32 ViT at 16 px uses a sliver of cpu-host's budget: the manifest says the learngene is the limit
+    use = manifest["selection"]["budget_use"]
+    assert use["limited_by"] == "learngene" and use["largest"] == "depth=3 genes=2" and use["largest_share"] < 0.25
+    assert any("limits this choice" in n for n in manifest["selection"]["notes"])
     assert manifest["architecture"]["depth"] == 3
     checks = {(c["reference"], c["candidate"]): c for c in manifest["checks"]}
     # cpu-host is `backend: auto`: ONNX Runtime and OpenVINO both compiled, verified and benchmarked side by side

@@ -596,3 +596,35 @@ def test_front_passes_follow_a_front_that_moves(monkeypatch: pytest.MonkeyPatch)
 
     assert untimed_on_front(1) > 0, "one pass over the first fit's front leaves a size that joined it later"
     assert untimed_on_front(default_passes) == 0
+
+
+def _with_latency_budget(name: str, latency_ms: float):  # type: ignore[no-untyped-def]
+    profile = load_profile(name)
+    return dataclasses.replace(profile, budgets=dataclasses.replace(profile.budgets, latency_ms=latency_ms))
+
+
+def test_budget_use_says_when_the_learngene_is_the_limit() -> None:
+    """Every size fits and the chosen one uses under a quarter of the budget: say that the learngene is the limit."""
+    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=4, num_heads=2)
+    cands = [Candidate({"depth": d}, base.replace(depth=d), 0.5 + 0.1 * d) for d in (1, 2, 3)]
+    sel = select(cands, _with_latency_budget("cpu-host", 1000.0))
+    use = sel.budget_use
+    assert use is not None and use["limited_by"] == "learngene" and use["largest"] == "depth=3"
+    largest = max(sel.predictions, key=lambda p: p.flops)
+    assert use["largest_share"] == pytest.approx(largest.latency_ms / 1000.0)
+    assert use["chosen_share"] < 0.25
+    assert sel.notes[0].startswith("the learngene, not the device, limits this choice: its largest size, depth=3")
+    assert json.loads(json.dumps(sel.to_dict()))["budget_use"]["largest"] == "depth=3"
+
+
+def test_budget_use_is_silent_when_the_budget_bounds_the_choice() -> None:
+    """A size too slow for the budget means the device is the limit; a size near the budget means it is used."""
+    sel = select(_candidates(), load_profile("raspberry-pi-5"))
+    assert any("latency" in m for p in sel.predictions for m in p.misses)
+    assert sel.budget_use is None and not any("limits this choice" in n for n in sel.notes)
+    # every size fits, but the chosen one uses more than a quarter of the budget
+    base = ArchSpec(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=4, num_heads=2)
+    cands = [Candidate({"depth": d}, base.replace(depth=d), 0.5 + 0.1 * d) for d in (1, 2, 3)]
+    roomy = select(cands, _with_latency_budget("cpu-host", 1000.0))
+    snug = select(cands, _with_latency_budget("cpu-host", roomy.chosen.latency_ms * 2))
+    assert snug.chosen.candidate.size == {"depth": 3} and snug.budget_use is None

@@ -262,3 +262,70 @@ def test_a_pickle_checkpoint_is_refused_in_one_sentence_and_never_run(tmp_path: 
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ConfigError, match="not a checkpoint lgdeploy wrote"):
         load_checkpoint(tmp_path / CHECKPOINT_NAME)
+
+
+def test_train_teacher_resumes_saves_a_pickle_free_model_and_learngenes_count_it(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`lgdeploy train teacher`: stop, resume, a model file that rebuilds to the recorded accuracy, and a learngene
+    distilled from it that records the teacher's accuracy and training compute."""
+    from typer.testing import CliRunner
+
+    from learngene_deploy.cli import app
+    from learngene_deploy.models.io import load_model, read_model_info
+    from learngene_deploy.training.loop import evaluate
+
+    runner = CliRunner()
+    common = ["--data", "digits", "--out", str(tmp_path / "t"), "--model", "test_resnet", "--img-size", "16"]
+    common += ["--max-steps", "4", "--batch-size", "16", "--ckpt-interval", "1", "--no-progress"]
+    first = runner.invoke(app, ["train", "teacher", *common, "--stop-after", "2"])
+    assert first.exit_code == 0, first.output
+    assert "continue with --resume" in first.output and not (tmp_path / "t" / "teacher.safetensors").exists()
+    second = runner.invoke(app, ["train", "teacher", *common, "--resume"])
+    assert second.exit_code == 0, second.output
+    path = tmp_path / "t" / "teacher.safetensors"
+    info = read_model_info(path)
+    assert info["model"] == "test_resnet" and info["steps"] == 4 and info["images"] == 64
+    assert info["forward_gflops"] > 0 and info["train_tflops"] == pytest.approx(3 * info["forward_gflops"] * 64 / 1e3)
+    assert "teacher test_resnet: top-1" in second.output
+    data16 = load_data("digits", img_size=16, seed=0)
+    assert evaluate(load_model(path), data16.val) == pytest.approx(info["top1"])
+
+    lg = runner.invoke(
+        app,
+        ["train", "lets", "--data", "digits", "--out", str(tmp_path / "lg"), "--img-size", "16", "--patch-size", "4"]
+        + ["--max-steps", "2", "--batch-size", "16", "--teacher", str(path), "--no-progress"],
+    )
+    assert lg.exit_code == 0, lg.output
+    training = read_metadata(tmp_path / "lg" / "learngene.safetensors")["training"]
+    assert training["distill"] == "soft" and training["teacher"] == str(path)
+    assert training["teacher_info"]["train_tflops"] == info["train_tflops"]
+    assert training["teacher_info"]["top1"] == info["top1"]
+
+
+def test_model_file_with_unsafe_timm_metadata_is_refused(tmp_path: Path) -> None:
+    """A model file may only name a timm model and numeric keywords: no pretrained download, no checkpoint path."""
+    import json
+
+    import timm
+
+    from learngene_deploy.errors import LearngeneError
+    from learngene_deploy.models.io import load_model, save_timm_model
+
+    cnn = timm.create_model("test_resnet", num_classes=10)
+    path = save_timm_model(tmp_path / "ok.safetensors", cnn, "test_resnet", {"num_classes": 10})
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(load_model(path).eval()(x), cnn.eval()(x))
+    state = {k: v.contiguous() for k, v in cnn.state_dict().items()}
+    for spec in (
+        {"name": "test_resnet", "kwargs": {"num_classes": 10, "pretrained": True}},
+        {"name": "test_resnet", "kwargs": {"num_classes": 10, "checkpoint_path": "/etc/passwd"}},
+        {"name": ["test_resnet"], "kwargs": {}},
+        {"name": "no_such_model_xyz", "kwargs": {"num_classes": 10}},
+        {"name": "test_resnet", "kwargs": {"num_classes": 7}},
+    ):
+        bad = tmp_path / "bad.safetensors"
+        header = {"format": "lgdeploy-model", "timm": json.dumps(spec), "info": "{}"}
+        save_file(state, str(bad), metadata=header)
+        with pytest.raises(LearngeneError) as caught:
+            load_model(bad)
+        message = str(caught.value)
+        assert str(bad) in message and "\n" not in message and message.endswith((".", "re-save it."))

@@ -75,6 +75,10 @@ def pick(learngene: str | None, profile: DeviceProfile, log: Log) -> Picked:
         f"{chosen.candidate.label} of {path.name}: {chosen.params / 1e6:.2f}M params, "
         f"{chosen.latency_ms:.3g} ms predicted ({chosen.latency_source})",
     )
+    if selection.budget_use is not None:
+        from learngene_deploy.sizing.select import budget_use_line
+
+        log("select", f"note: {budget_use_line(selection.budget_use)}")
     return Picked(path, sha256_file(path), meta, selection)
 
 
@@ -742,6 +746,7 @@ def _selection_record(picked: Picked) -> dict[str, Any]:
         "chosen": selection.chosen.to_dict(),
         "candidates": len(selection.predictions),
         "notes": list(selection.notes),
+        "budget_use": selection.budget_use,
     }
 
 

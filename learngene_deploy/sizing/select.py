@@ -85,6 +85,7 @@ class Selection:
     chosen: Prediction
     predictions: tuple[Prediction, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    budget_use: dict[str, Any] | None = None  # set when the learngene, not the device, limits the choice
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,7 +94,46 @@ class Selection:
             "chosen": self.chosen.to_dict(),
             "candidates": [p.to_dict() for p in self.predictions],
             "notes": list(self.notes),
+            "budget_use": self.budget_use,
         }
+
+
+UNDERUSED = 0.25  # a chosen size predicted under this share of the latency budget, with nothing larger to offer
+
+
+def budget_use(predictions: list[Prediction], chosen: Prediction, latency_budget_ms: float) -> dict[str, Any] | None:
+    """When the learngene offers nothing that would use the device: the chosen and largest sizes' budget shares.
+
+    Returned only when the chosen size is predicted under ``UNDERUSED`` of the latency budget and no candidate misses
+    the latency budget, i.e. a larger learngene (not a faster device or a looser budget) is what would use the device.
+    """
+    if any(p.latency_ms * (1 + max(0.0, p.latency_margin)) > latency_budget_ms for p in predictions):
+        return None  # some size is too slow: the budget, not the learngene, bounds the choice
+    share = chosen.latency_ms / latency_budget_ms
+    if share >= UNDERUSED:
+        return None
+    largest = max(predictions, key=lambda p: (p.flops, p.params, p.candidate.accuracy or 0.0))
+    return {
+        "limited_by": "learngene",
+        "threshold": UNDERUSED,
+        "chosen": chosen.candidate.label,
+        "chosen_share": share,
+        "largest": largest.candidate.label,
+        "largest_params": largest.params,
+        "largest_latency_ms": largest.latency_ms,
+        "largest_share": largest.latency_ms / latency_budget_ms,
+        "latency_budget_ms": latency_budget_ms,
+    }
+
+
+def budget_use_line(use: dict[str, Any]) -> str:
+    """The one line ``select`` and ``build`` print for :func:`budget_use`."""
+    return (
+        f"the learngene, not the device, limits this choice: its largest size, {use['largest']} "
+        f"({use['largest_params'] / 1e6:.2f}M parameters), is predicted at {use['largest_latency_ms']:.3g} ms, "
+        f"{use['largest_share']:.0%} of the {use['latency_budget_ms']:g} ms budget; a larger learngene would use "
+        "more of the device (README: 'When the learngene is the limit')"
+    )
 
 
 def predict(candidate: Candidate, profile: Any, predictor: LatencyPredictor) -> Prediction:
@@ -215,12 +255,16 @@ def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredi
             "latency is a roofline estimate from the profile's device facts; "
             f"run `lgdeploy profiles calibrate {profile.name}` on the device for measured numbers"
         )
+    use = budget_use(predictions, chosen, profile.budgets.latency_ms)
+    if use is not None:
+        notes.insert(0, budget_use_line(use))
     return Selection(
         profile=profile.name,
         predictor=predictor.kind,
         chosen=chosen,
         predictions=tuple(predictions),
         notes=tuple(notes),
+        budget_use=use,
     )
 
 
