@@ -242,6 +242,34 @@ def test_bench_judges_against_the_profile_not_the_manifests_budgets(tmp_path: Pa
     assert verdict["budget_source"].startswith("profile cpu-host")
 
 
+def test_bench_of_a_custom_profile_artifact_needs_that_profile(tmp_path: Path) -> None:
+    """An artifact of a profile that is not shipped: its manifest's budgets never judge; the profile file must be
+    passed, checked by its sha256, and then its budgets judge the measurement."""
+    import yaml
+
+    from learngene_deploy.artifact.store import bench_artifact
+    from learngene_deploy.profile import load_profile, shipped_profiles_dir
+
+    custom = yaml.safe_load((shipped_profiles_dir() / "cpu-host.yaml").read_text())
+    custom["name"] = "my-box"
+    custom["budgets"]["latency_ms"] = 7.5
+    path = tmp_path / "my-box.yaml"
+    path.write_text(yaml.safe_dump(custom))
+    mine = load_profile(str(path))
+    runtime = {"backend": "onnxruntime", "precision": "fp32", "threads": 1, "execution_provider": None}
+    forged = {"latency_ms": 1e9, "percentile": 50, "batch": 2}
+    record = {"name": "my-box", "sha256": mine.sha256, "source": str(path), "runtime": runtime, "budgets": forged}
+    out = _compiled_artifact(tmp_path / "art", record)
+    before = (out / "manifest.json").read_bytes()
+    with pytest.raises(ArtifactError) as caught:
+        bench_artifact(out, runs=3, rounds=1)
+    message = str(caught.value)
+    assert "not shipped" in message and f"--profile {path}" in message and "\n" not in message
+    assert (out / "manifest.json").read_bytes() == before  # nothing measured, nothing recorded
+    verdict = bench_artifact(out, runs=3, rounds=1, profile=str(path)).latency_verdict
+    assert verdict["budget_ms"] == 7.5 and verdict["budget_source"].startswith("profile my-box")
+
+
 def test_golden_images_that_do_not_fit_the_model_are_one_sentence(art: Path) -> None:
     np.savez(art / "golden.npz", images=np.zeros((4, 3, 5, 5), np.float32), logits=np.zeros((4, 5), np.float32))
     _rehash(art)

@@ -38,17 +38,28 @@ def test_directory_links_inside_a_class_are_not_followed(tmp_path: Path) -> None
     (root / "a" / "everything").symlink_to("/", target_is_directory=True)
     (root / "a" / "self").symlink_to(root / "a", target_is_directory=True)
     (root / "a" / "up").symlink_to(root, target_is_directory=True)
-    (root / "b" / "loop1").symlink_to(root / "b" / "loop1")  # two self-symlinks (ELOOP)
-    (root / "b" / "loop2.png").symlink_to(root / "b" / "loop2.png")
+    (root / "b" / "loop1").symlink_to(root / "b" / "loop1")  # a self-symlink (ELOOP) not named like an image
     assert _count(root) == 6
 
 
-def test_special_files_named_like_images_are_skipped_without_blocking(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "make", "fragment"),
+    [
+        ("x.png", lambda p: os.mkfifo(p), "is a FIFO"),
+        ("zero.png", lambda p: p.symlink_to("/dev/zero"), "is a character device"),
+        ("gone.png", lambda p: p.symlink_to(p.parent / "nowhere.png"), "symbolic link that leads to no file"),
+        ("loop.png", lambda p: p.symlink_to(p), "symbolic link that leads to no file"),
+    ],
+)
+def test_special_files_named_like_images_are_reported_by_name_without_blocking(
+    tmp_path: Path, name: str, make, fragment: str
+) -> None:  # type: ignore[no-untyped-def]
     root = _folder(tmp_path / "ds", {"a": 2, "b": 2})
-    os.mkfifo(root / "a" / "x.png")
-    (root / "b" / "zero.png").symlink_to("/dev/zero")
-    (root / "b" / "gone.png").symlink_to(root / "nowhere.png")
-    assert _count(root) == 4
+    make(root / "b" / name)
+    with pytest.raises(DataError) as caught:
+        load_data(root, img_size=8)
+    message = str(caught.value)
+    assert str(root / "b" / name) in message and fragment in message and "\n" not in message
 
 
 def test_the_same_image_under_two_names_is_refused_not_counted_twice(tmp_path: Path) -> None:
@@ -97,3 +108,70 @@ def test_class_lists_of_shards_are_checked(tmp_path: Path, name: str, content: o
     path.unlink()
     (tmp_path / "classes.json").write_text('{"cat": "1", "dog": 0}')
     assert _read_classes(tmp_path) == ["dog", "cat"]
+
+
+def test_a_gzip_idx_file_that_inflates_past_the_cap_is_refused(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A small .gz that inflates to more than MAX_IDX_BYTES (a decompression bomb) stops at the cap, by name."""
+    import gzip
+
+    from learngene_deploy.data import splits
+
+    monkeypatch.setattr(splits, "MAX_IDX_BYTES", 10_000)
+    header = (2051).to_bytes(4, "big") + b"".join(v.to_bytes(4, "big") for v in (100, 28, 28))
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(header + bytes(100 * 784)))  # 78 kB inflated, a few hundred bytes on disk
+    assert bomb.stat().st_size < 10_000
+    with pytest.raises(DataError) as caught:
+        splits._read_idx(bomb, 2051)
+    assert str(bomb) in str(caught.value) and "inflates to more than 10000 bytes" in str(caught.value)
+
+
+@pytest.mark.parametrize("member", ["image", "cls"])
+def test_an_oversized_tar_member_is_refused_by_name(tmp_path: Path, monkeypatch, member: str) -> None:  # type: ignore[no-untyped-def]
+    """A shard member larger than an image (or a class entry) may be is refused before it is read."""
+    import io
+    import tarfile
+
+    pytest.importorskip("webdataset", reason="webdataset not installed (pip install 'learngene-deploy[wds]')")
+    from learngene_deploy.data import sources
+
+    monkeypatch.setattr(sources, "MAX_IMAGE_BYTES", 2_000)
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(png, format="PNG")
+    shard = tmp_path / "ds" / "shard-000.tar"
+    shard.parent.mkdir()
+    with tarfile.open(shard, "w") as tar:
+        for i in range(4):
+            big = i == 1
+            image = png.getvalue() + (bytes(5_000) if big and member == "image" else b"")
+            cls = str(i % 2).encode() + (b" " * 5_000 if big and member == "cls" else b"")
+            for name, payload in ((f"s{i}.png", image), (f"s{i}.cls", cls)):
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    with pytest.raises(DataError) as caught:
+        load_data(tmp_path / "ds", img_size=8)
+    message = str(caught.value)
+    assert f"s1.{'png' if member == 'image' else 'cls'} in shard {shard}" in message and "bytes, more than" in message
+
+
+def test_hugging_face_rows_that_name_a_fifo_a_device_or_nothing_are_one_sentence(tmp_path: Path) -> None:
+    """An undecoded Image column may hold a path instead of bytes (an Arrow table written by other tools; save_to_disk
+    embeds the bytes): the path is read only if it is a small regular file, else one sentence names it."""
+    from learngene_deploy.data.sources import HFImages
+
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    images = HFImages.__new__(HFImages)  # the row reader alone: a table of one record per case
+    images.column, images.split, images.root = "img", "train", tmp_path
+    for bad, fragment in (
+        (str(tmp_path / "pipe.png"), "not a regular file"),
+        (str(tmp_path / "zero.png"), "not a regular file"),
+        (str(tmp_path / "missing.png"), "No such file"),
+        (str(tmp_path), "Is a directory"),
+    ):
+        images.table = [{"img": {"bytes": None, "path": bad}}]
+        with pytest.raises(DataError) as caught:
+            images._bytes(0)
+        message = str(caught.value)
+        assert bad in message and fragment in message and "remove it from the dataset" in message

@@ -198,11 +198,12 @@ def trusted_budgets(manifest: Manifest, profile: str | Path | None = None) -> tu
     """The budgets a target measurement is judged against, from a profile rather than the manifest under check.
 
     With ``profile`` (a shipped name or a .yaml file) its sha256 must be the one the manifest records. Without, the
-    shipped profile with that sha256 is used; only when none matches (a profile file that is not shipped) does the
-    manifest's own record decide, and the verdict says so.
+    shipped profile with that sha256 is used. The manifest's own copy of the budgets never decides: an artifact built
+    for a profile that is not shipped needs that profile passed (``--profile FILE``).
 
     Raises:
-        ArtifactError: ``profile`` is not the profile the artifact was built for.
+        ArtifactError: ``profile`` is not the profile the artifact was built for, or no profile was given and none
+            of the shipped ones is the artifact's.
     """
     from learngene_deploy.profile import list_profiles, load_profile
 
@@ -218,7 +219,15 @@ def trusted_budgets(manifest: Manifest, profile: str | Path | None = None) -> tu
     else:
         p = next((q for q in map(load_profile, list_profiles()) if q.sha256 == claimed), None)
         if p is None:
-            return manifest.budgets, "the artifact's manifest (its profile is not shipped; pass --profile FILE)"
+            recorded = manifest.section("profile")
+            name, source = recorded.get("name", "?"), recorded.get("source")
+            hint = f"--profile {source}" if isinstance(source, str) and source.endswith((".yaml", ".yml")) else None
+            msg = (
+                f"this artifact was built for profile {name!r} (sha256 {str(claimed)[:12]}...), which is not shipped, "
+                f"and its budgets are not taken from the manifest under check; pass the profile with "
+                f"{hint or '--profile FILE'}."
+            )
+            raise ArtifactError(msg)
     b = p.budgets
     return BudgetsRecord(b.latency_ms, b.percentile, b.batch), f"profile {p.name} (sha256 {p.sha256[:12]}...)"
 

@@ -178,8 +178,9 @@ class HFImages(ImageDataset):
             return record["bytes"]
         try:
             return read_regular(record["path"], limit=MAX_IMAGE_BYTES)  # a path may name a FIFO or /dev/zero
-        except ValueError as e:
-            raise DataError(f"cannot read image {record['path']} ({e}); remove it from the dataset.") from e
+        except (OSError, ValueError, TypeError) as e:
+            what = getattr(e, "strerror", None) or e
+            raise DataError(f"cannot read image {record['path']!r} ({what}); remove it from the dataset.") from e
 
     def _read(self, row: Any) -> Image.Image:
         where = f"{self.split}[{row}] of {self.root}"
@@ -247,11 +248,12 @@ def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, int,
     Written here because ``os.walk(followlinks=True)`` loops forever on a directory symlink cycle and lists FIFOs,
     sockets and devices, whose reading would hang. Symbolic links to directories are not followed (a link to ``/``
     would walk the whole disk), each real directory is entered once (by device and inode), only ``stat.S_ISREG``
-    files are kept (a ``.png`` that is a FIFO or a link to ``/dev/zero`` is not an image), and a file larger than
-    ``MAX_IMAGE_BYTES`` is refused.
+    files are read (a ``.png`` that is a FIFO or a link to ``/dev/zero`` is not an image), and a file larger than
+    ``MAX_IMAGE_BYTES`` is refused. A name with an image suffix that is not a regular file (a FIFO, a device, a
+    link to one, a broken or looping link) is refused by name rather than skipped in silence.
 
     Raises:
-        DataError: an image file is larger than ``MAX_IMAGE_BYTES``.
+        DataError: an image file is larger than ``MAX_IMAGE_BYTES``, or an image name is not a regular file.
     """
     seen: set[tuple[int, int]] = set()
     stack, found = [folder], []
@@ -274,7 +276,11 @@ def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, int,
                 elif entry.name.lower().endswith(suffixes) and not entry.is_dir():
                     st = entry.stat()
                     if not stat.S_ISREG(st.st_mode):
-                        continue
+                        msg = (
+                            f"{entry.path} is named like an image but is {_kind(st.st_mode)}, which lgdeploy never "
+                            "reads (it could block or never end); remove it from the data directory."
+                        )
+                        raise DataError(msg)
                     if st.st_size > MAX_IMAGE_BYTES:
                         msg = (
                             f"{entry.path} is {st.st_size} bytes, more than an image file may be ({MAX_IMAGE_BYTES} "
@@ -282,9 +288,29 @@ def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, int,
                         )
                         raise DataError(msg)
                     found.append((Path(entry.path), st.st_size, (st.st_dev, st.st_ino)))
-            except OSError:  # a dangling link, a link loop or a vanished file: not an image of the dataset
+            except OSError as e:  # a dangling link or a link loop is reported; a file that vanished is not data
+                if entry.is_symlink() and entry.name.lower().endswith(suffixes):
+                    msg = (
+                        f"{entry.path} is a symbolic link that leads to no file ({e.strerror or e}); remove it or "
+                        "point it at the image."
+                    )
+                    raise DataError(msg) from e
                 continue
     return sorted(found)
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, for a message."""
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 class Listing(NamedTuple):
@@ -481,6 +507,9 @@ def _index_like(value: Any) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isdigit())
 
 
+MAX_CLS_BYTES = 4096  # a class entry is an index or a name
+
+
 def _index_shard(path: Path) -> tuple[list[tuple[int, int]], list[str], list[str]]:
     """(offset, size) of each sample's image, its key and its raw ``cls`` text, in the order of the shard.
 
@@ -505,6 +534,12 @@ def _index_shard(path: Path) -> tuple[list[tuple[int, int]], list[str], list[str
                     order.append(key)
                 ext = ext.lower()
                 if ext == "cls":
+                    if member.size > MAX_CLS_BYTES:
+                        msg = (
+                            f"{member.name} in shard {path} is {member.size} bytes, more than a class entry may be "
+                            f"({MAX_CLS_BYTES} bytes: an index or a name); write the shard with short .cls entries."
+                        )
+                        raise DataError(msg)
                     labels[key] = tar.extractfile(member).read().decode().strip()  # type: ignore[union-attr]
                 elif "." + ext in IMAGE_EXTENSIONS and key not in images:
                     if member.size > MAX_IMAGE_BYTES:
