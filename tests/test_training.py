@@ -289,11 +289,9 @@ def test_train_teacher_resumes_saves_a_pickle_free_model_and_learngenes_count_it
     data16 = load_data("digits", img_size=16, seed=0)
     assert evaluate(load_model(path), data16.val) == pytest.approx(info["top1"])
 
-    lg = runner.invoke(
-        app,
-        ["train", "lets", "--data", "digits", "--out", str(tmp_path / "lg"), "--img-size", "16", "--patch-size", "4"]
-        + ["--max-steps", "2", "--batch-size", "16", "--teacher", str(path), "--no-progress"],
-    )
+    lets = ["train", "lets", "--data", "digits", "--out", str(tmp_path / "lg"), "--img-size", "16"]
+    lets += ["--patch-size", "4", "--max-steps", "2", "--batch-size", "16", "--teacher", str(path), "--no-progress"]
+    lg = runner.invoke(app, lets)
     assert lg.exit_code == 0, lg.output
     training = read_metadata(tmp_path / "lg" / "learngene.safetensors")["training"]
     assert training["distill"] == "soft" and training["teacher"] == str(path)
