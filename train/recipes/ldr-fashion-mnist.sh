@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
-# Recipe of the shipped LDR learngene (learngene_deploy/learngenes/ldr-fashion-mnist.safetensors).
-# Reproduce with one command from the repository root:  bash train/recipes/ldr-fashion-mnist.sh [OUT_DIR]
-# Needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist). About 5-10 minutes on 2 CPU cores.
-# 4 Chebyshev learngenes for a 6-layer, 96-wide ViT (6 heads), 28 px Fashion-MNIST, patch 7, trained incrementally
-# (ICT stages 1, 2, 4 learngenes; 1 epoch per stage), no teacher (cross-entropy; pass --teacher to distil).
-# Avg-pool layout (no class token): with the paper's T_n indexing layer 1 is an all-zero block, which a class-token
-# model cannot get past at depth 1; mean-pooled patch tokens keep depth-1 models useful.
+# Step 2b of the shipped Fashion-MNIST learngenes: four LDR learngenes (Chebyshev basis) of a 6 x 96 ViT, trained
+# incrementally (ICT stages 1, 2, 4), each stage with CE + KL (1:1) against step 1's teacher, as in the paper.
+# One command, resumable: run it again with --resume after an interruption. Wall time goes into the file's metadata.
+#   bash train/recipes/teacher-fashion-mnist.sh && bash train/recipes/ldr-fashion-mnist.sh [--resume]
+# Then ship it: cp runs/ldr-fashion-mnist/learngene.safetensors learngene_deploy/learngenes/ldr-fashion-mnist.safetensors
 set -euo pipefail
-out=${1:-runs/ldr-fashion-mnist}
-lgdeploy train ldr --data fashion-mnist --out "$out" \
-  --img-size 28 --patch-size 7 --embed-dim 96 --depth 6 --num-heads 6 \
-  --layout avg --genes 4 --stages 1,2,4 --basis chebyshev \
-  --epochs 1 --batch-size 128 --lr 2e-3 --seed 0
+TEACHER="${TEACHER:-runs/teacher-fashion-mnist/teacher.safetensors}"
+exec lgdeploy train ldr --data fashion-mnist --out "${OUT:-runs/ldr-fashion-mnist}" \
+    --img-size 28 --patch-size 7 --embed-dim 96 --depth 6 --num-heads 6 --layout avg --genes 4 --stages 1,2,4 \
+    --epochs 3 --batch-size 128 --lr 2e-3 --teacher "$TEACHER" --recipe none --seed 0 "$@"
