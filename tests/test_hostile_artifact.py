@@ -260,14 +260,22 @@ def test_bench_of_a_custom_profile_artifact_needs_that_profile(tmp_path: Path) -
     forged = {"latency_ms": 1e9, "percentile": 50, "batch": 2}
     record = {"name": "my-box", "sha256": mine.sha256, "source": str(path), "runtime": runtime, "budgets": forged}
     out = _compiled_artifact(tmp_path / "art", record)
+    moved = path.rename(tmp_path / "elsewhere.yaml")  # the file the build read is gone from where it was
     before = (out / "manifest.json").read_bytes()
     with pytest.raises(ArtifactError) as caught:
         bench_artifact(out, runs=3, rounds=1)
     message = str(caught.value)
     assert "not shipped" in message and f"--profile {path}" in message and "\n" not in message
     assert (out / "manifest.json").read_bytes() == before  # nothing measured, nothing recorded
-    verdict = bench_artifact(out, runs=3, rounds=1, profile=str(path)).latency_verdict
+    verdict = bench_artifact(out, runs=3, rounds=1, profile=str(moved)).latency_verdict
     assert verdict["budget_ms"] == 7.5 and verdict["budget_source"].startswith("profile my-box")
+    # the file back where the build read it, unchanged: its sha256 matches, so it judges without --profile
+    moved.rename(path)
+    assert bench_artifact(out, runs=3, rounds=1).latency_verdict["budget_source"].endswith("the file the build read)")
+    # an edited profile at that path no longer matches the recorded sha256 and is refused
+    path.write_text(path.read_text().replace("7.5", "7500"))
+    with pytest.raises(ArtifactError, match="not shipped"):
+        bench_artifact(out, runs=3, rounds=1)
 
 
 def test_golden_images_that_do_not_fit_the_model_are_one_sentence(art: Path) -> None:

@@ -6,15 +6,11 @@ skip, saying why, where that is impossible (no openssh-server, no ssh client). N
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,6 +44,20 @@ def _tiny_onnx(path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), path)
 
 
+def _tiny_profile(path: Path, backend: str):  # type: ignore[no-untyped-def]
+    """The artifact's profile, a file of the user's (not shipped): 40 ms p90 at batch 1 on one thread."""
+    import yaml
+
+    from learngene_deploy.profile import load_profile, shipped_profiles_dir
+
+    data = yaml.safe_load((shipped_profiles_dir() / "raspberry-pi-5.yaml").read_text())
+    data.update(name="tiny", host=False)
+    data["runtime"] = {"backend": backend, "precision": "fp32", "threads": 1}
+    data["budgets"].update(latency_ms=40, percentile=90, batch=1)
+    path.write_text(yaml.safe_dump(data))
+    return load_profile(str(path))
+
+
 def _write_artifact(out: Path, *, backend: str = "onnxruntime", model_name: str = "model.onnx") -> Path:
     """A complete artifact with just what `lgdeploy bench` reads (the real build takes minutes)."""
     from learngene_deploy.backends import get_backend
@@ -59,10 +69,13 @@ def _write_artifact(out: Path, *, backend: str = "onnxruntime", model_name: str 
         record["files"] = [model_name]
         if model_name != "model.onnx":
             (writer.path / model_name).write_bytes(b"ORT flatbuffer stand-in")
+        profile = _tiny_profile(out.parent / "tiny.yaml", backend)
         manifest = {
             "status": "complete",
             "profile": {
                 "name": "tiny",
+                "sha256": profile.sha256,
+                "source": profile.source,
                 "host": False,
                 "runtime": {"backend": backend, "precision": "fp32", "threads": 1, "execution_provider": None},
                 "budgets": {"latency_ms": 40.0, "percentile": 90, "batch": 1},
@@ -87,73 +100,7 @@ def _copy(src: Path, dst: Path) -> Path:
     return Path(shutil.copytree(src, dst))
 
 
-# --- a real sshd on localhost ------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    """sshd on 127.0.0.1:PORT accepting one temporary key for the current user; yields host and ssh options."""
-    sshd_bin = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd",) if os.path.isfile(p)), None)
-    missing = [name for name in ("ssh", "scp", "ssh-keygen") if shutil.which(name) is None]
-    if sshd_bin is None:
-        missing.insert(0, "sshd")
-    if missing:
-        pytest.skip(
-            f"cannot start an sshd for the SSH tests: {', '.join(missing)} not installed "
-            "(Debian: apt-get install openssh-server openssh-client)"
-        )
-    tmp = tmp_path_factory.mktemp("sshd")
-    host_key, client_key = _keygen(tmp / "host_key"), _keygen(tmp / "client_key")
-    shutil.copy(f"{client_key}.pub", tmp / "authorized_keys")
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
-    port = _free_port()
-    config = tmp / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {tmp / 'authorized_keys'}\n"
-        f"PidFile {tmp / 'sshd.pid'}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
-        "Subsystem sftp /usr/lib/openssh/sftp-server\n"
-    )
-    log = (tmp / "sshd.log").open("w")
-    proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    options = [
-        f"Port={port}",
-        f"IdentityFile={client_key}",
-        "IdentitiesOnly=yes",
-        "UserKnownHostsFile=/dev/null",
-        "StrictHostKeyChecking=no",
-        "LogLevel=ERROR",
-    ]
-    host = f"{getpass.getuser()}@127.0.0.1"
-    probe = ["ssh", *ssh_option_args(options), host, "true"]
-    deadline = time.monotonic() + 15
-    while True:
-        if proc.poll() is not None:
-            log.close()
-            pytest.skip(f"sshd did not start: {(tmp / 'sshd.log').read_text().strip()[-300:]}")
-        if subprocess.run(probe, capture_output=True, timeout=20).returncode == 0:
-            break
-        if time.monotonic() > deadline:
-            proc.terminate()
-            log.close()
-            pytest.skip(f"sshd did not accept the test key: {(tmp / 'sshd.log').read_text().strip()[-300:]}")
-        time.sleep(0.2)
-    yield {"host": host, "options": options, "tmp": tmp}
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+# --- a real sshd on localhost: the `sshd` fixture in conftest.py --------------------------------------------
 
 
 def test_ssh_bench_copies_runs_fetches_and_records(sshd: dict, artifact: Path, tmp_path: Path) -> None:
@@ -198,7 +145,7 @@ def test_ssh_cli_end_to_end(sshd: dict, artifact: Path, tmp_path: Path) -> None:
 
 
 def test_ssh_auth_failure_is_one_clear_sentence(sshd: dict, artifact: Path, tmp_path: Path) -> None:
-    stranger = _keygen(tmp_path / "stranger")
+    stranger = sshd["keygen"](tmp_path / "stranger")
     options = [o if not o.startswith("IdentityFile=") else f"IdentityFile={stranger}" for o in sshd["options"]]
     with pytest.raises(RemoteError, match=r"ssh authentication to .* failed .*ssh-copy-id"):
         bench_over_ssh(artifact, sshd["host"], remote_python=sys.executable, ssh_options=options)
@@ -234,7 +181,10 @@ def test_ssh_never_replaces_a_remote_directory_that_is_not_an_artifact(
 def test_ssh_unreachable_host(artifact: Path) -> None:
     if shutil.which("ssh") is None:
         pytest.skip("no ssh client installed")
-    options = [f"Port={_free_port()}", "ConnectTimeout=5"]  # nothing listens there
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    options = [f"Port={port}", "ConnectTimeout=5"]
     with pytest.raises(RemoteError, match=r"cannot connect to .*check the host name, port and network"):
         bench_over_ssh(artifact, "nobody@127.0.0.1", ssh_options=options)
 

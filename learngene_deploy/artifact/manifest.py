@@ -152,13 +152,21 @@ class Manifest(dict[str, Any]):
 
     def named_paths(self) -> list[str]:
         """Every path the manifest names outside its files table, checked to be a listed file (the compiled model's
-        files and the golden file); raises ArtifactError for any other."""
+        files, the golden file, a deferred artifact's gate and calibration sets); raises ArtifactError for any
+        other."""
         names = []
         record = self.compile_record
         if record is not None:
             names += [record["model_path"], record["source"], *record["files"]]
         if "golden" in self:
             names.append(self.golden_file)
+        deferred = self.get("deferred")
+        if isinstance(deferred, dict):  # the gate and calibration sets a target's `lgdeploy compile` reads
+            for key in ("gates", "calibration"):
+                entry = deferred.get(key)
+                if entry is not None:
+                    file = entry.get("file") if isinstance(entry, dict) else None
+                    names.append(self.listed(file, f"deferred.{key}.file"))
         return names
 
     def save(self, root: Path) -> None:

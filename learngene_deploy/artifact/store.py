@@ -194,20 +194,24 @@ def require_compiled(root: Path, manifest: Manifest) -> None:
         raise ArtifactError(msg)
 
 
-def trusted_budgets(manifest: Manifest, profile: str | Path | None = None) -> tuple[BudgetsRecord, str]:
-    """The budgets a target measurement is judged against, from a profile rather than the manifest under check.
+def trusted_profile(manifest: Manifest, profile: str | Path | None = None) -> tuple[Any, str]:
+    """The profile an artifact was built for, read from a profile file rather than the manifest under check.
 
     With ``profile`` (a shipped name or a .yaml file) its sha256 must be the one the manifest records. Without, the
-    shipped profile with that sha256 is used. The manifest's own copy of the budgets never decides: an artifact built
-    for a profile that is not shipped needs that profile passed (``--profile FILE``).
+    shipped profile with that sha256, else the profile file the build read (the manifest's ``profile.source``) if
+    it still exists here with that same sha256. The manifest's own copy of the budgets never decides.
+
+    Returns:
+        The :class:`~learngene_deploy.profile.DeviceProfile` and how it was found (for the verdict's record).
 
     Raises:
-        ArtifactError: ``profile`` is not the profile the artifact was built for, or no profile was given and none
-            of the shipped ones is the artifact's.
+        ArtifactError: ``profile`` is not the profile the artifact was built for, or none can be found.
     """
+    from learngene_deploy.errors import ProfileError
     from learngene_deploy.profile import list_profiles, load_profile
 
-    claimed = manifest.section("profile").get("sha256")
+    recorded = manifest.section("profile")
+    claimed = recorded.get("sha256")
     if profile is not None:
         p = load_profile(profile)
         if p.sha256 != claimed:
@@ -216,20 +220,33 @@ def trusted_budgets(manifest: Manifest, profile: str | Path | None = None) -> tu
                 f"(sha256 {str(claimed)[:12]}...); pass that profile, or rebuild the artifact for this one."
             )
             raise ArtifactError(msg)
-    else:
-        p = next((q for q in map(load_profile, list_profiles()) if q.sha256 == claimed), None)
-        if p is None:
-            recorded = manifest.section("profile")
-            name, source = recorded.get("name", "?"), recorded.get("source")
-            hint = f"--profile {source}" if isinstance(source, str) and source.endswith((".yaml", ".yml")) else None
-            msg = (
-                f"this artifact was built for profile {name!r} (sha256 {str(claimed)[:12]}...), which is not shipped, "
-                f"and its budgets are not taken from the manifest under check; pass the profile with "
-                f"{hint or '--profile FILE'}."
-            )
-            raise ArtifactError(msg)
+        return p, f"profile {p.name} (sha256 {p.sha256[:12]}...)"
+    p = next((q for q in map(load_profile, list_profiles()) if q.sha256 == claimed), None)
+    if p is not None:
+        return p, f"profile {p.name} (sha256 {p.sha256[:12]}...)"
+    source = recorded.get("source")
+    if isinstance(source, str) and source.endswith((".yaml", ".yml")) and Path(source).is_file():
+        try:
+            p = load_profile(source)
+        except ProfileError:
+            p = None
+        if p is not None and p.sha256 == claimed:
+            return p, f"profile {p.name} from {source} (sha256 {p.sha256[:12]}..., the file the build read)"
+    name = recorded.get("name", "?")
+    hint = f"--profile {source}" if isinstance(source, str) and source.endswith((".yaml", ".yml")) else None
+    msg = (
+        f"this artifact was built for profile {name!r} (sha256 {str(claimed)[:12]}...), which is not shipped, "
+        f"and its budgets are not taken from the manifest under check; pass the profile with "
+        f"{hint or '--profile FILE'}."
+    )
+    raise ArtifactError(msg)
+
+
+def trusted_budgets(manifest: Manifest, profile: str | Path | None = None) -> tuple[BudgetsRecord, str]:
+    """The budgets a target measurement is judged against (:func:`trusted_profile`'s) and where they came from."""
+    p, source = trusted_profile(manifest, profile)
     b = p.budgets
-    return BudgetsRecord(b.latency_ms, b.percentile, b.batch), f"profile {p.name} (sha256 {p.sha256[:12]}...)"
+    return BudgetsRecord(b.latency_ms, b.percentile, b.batch), source
 
 
 def record_target_benchmark(

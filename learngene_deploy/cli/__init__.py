@@ -124,9 +124,10 @@ def _root(
 
 def _register() -> None:
     """Commands in the order of the workflow: build first, then the steps users run on their own."""
-    from learngene_deploy.cli import artifacts, build, learngene, matrix, profiles, select, train
+    from learngene_deploy.cli import artifacts, build, compile, learngene, matrix, profiles, select, train
 
     app.command("build")(build.build_command)
+    app.command("compile")(compile.compile_command)
     app.command("select")(select.select_command)
     app.command("bench")(artifacts.bench_command)
     app.command("verify")(artifacts.verify_command)

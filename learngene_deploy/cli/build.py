@@ -149,6 +149,14 @@ def build_command(
         str,
         typer.Option("--on-bad-image", help="An unreadable image: error (stop, naming it) or skip (leave it out)."),
     ] = "error",
+    defer_compile: Annotated[
+        bool,
+        typer.Option(
+            "--defer-compile",
+            help="Stop after export and verification: the artifact awaits `lgdeploy compile` on the target (this "
+            "happens anyway when the profile's runtime is not installed here).",
+        ),
+    ] = False,
 ) -> None:
     """Recompose, fine-tune, export, simplify, verify, compile and benchmark a model for each device profile."""
     from learngene_deploy.api import build, build_options
@@ -181,6 +189,7 @@ def build_command(
         "aug": tuple(aug or ()),
         "workers": workers,
         "on_bad_image": on_bad_image,
+        "defer_compile": defer_compile,
     }
     for name in names:  # every mistake refused before any output or work
         build_options(name, **options)

@@ -38,6 +38,7 @@ class BuildOptions:
     max_int8_drop: float = 1.0  # INT8 gate: accuracy drop against fp32, percentage points
     calibration_images: int = 300
     int8_fallback: str | None = None  # "fp32": ship the fp32 twin when INT8 is not faster (default: fail the build)
+    defer_compile: bool = False  # write model.onnx and its gate set; `lgdeploy compile` finishes it on the target
     bench_runs: int = 50
     bench_rounds: int = 3
     bench_min_time_s: float = 1.0

@@ -376,6 +376,7 @@ class Runtime:
     choice: dict[str, Any] | None = None  # every contender side by side, the rule, the shipped one and why
     execution: dict[str, Any] | None = None  # where the shipped model ran, as its runtime reported it
     int8_speed: dict[str, Any] | None = None  # INT8's speed gate (None when the precision is not int8)
+    deferred: dict[str, Any] | None = None  # compile left to the target: why, and the gate set it will use
 
 
 RUNTIMES_DIR = "runtimes"  # contenders compile in the work directory; the shipped one moves into the artifact
@@ -417,14 +418,15 @@ def compile_and_bench(
             ctx.log("compile", f"note: INT8 speed gate not applied: {int8_speed['reason']}")
     planned = rules.plan(rt.backend, precision, host=profile.host)
     missing = {p.backend: get_backend(p.backend).unavailable_reason() for p in planned}
-    if all(missing.values()):  # nothing here can compile for the profile: verify the ONNX model only
-        reason = "; ".join(dict.fromkeys(r for r in missing.values() if r))
-        ctx.log("compile", f"SKIPPED: {reason}")
-        skipped = (
-            {"stage": "compile", "reason": reason},
-            {"stage": "benchmark", "reason": f"no {rt.backend} model was compiled"},
+    if opts.defer_compile or all(missing.values()):  # compile on the target: ship what it needs to finish
+        from learngene_deploy.pipeline.deferred import defer
+
+        reason = (
+            "deferred by --defer-compile"
+            if opts.defer_compile
+            else "; ".join(dict.fromkeys(r for r in missing.values() if r))
         )
-        return Runtime(skipped=skipped, int8_speed=int8_speed)
+        return Runtime(deferred=defer(ctx, profile, reason), int8_speed=int8_speed, skipped=_deferred_skips(rt, reason))
     planned = [p for p in planned if p.role == "candidate" or not missing[p.backend]]  # a twin only where it runs
     scratch = ctx.work.path / RUNTIMES_DIR
     shutil.rmtree(scratch, ignore_errors=True)
@@ -469,6 +471,13 @@ def compile_and_bench(
         choice=record,
         execution=winner.execution,
         int8_speed=int8_speed,
+    )
+
+
+def _deferred_skips(rt: Any, reason: str) -> tuple[dict[str, str], ...]:
+    return (
+        {"stage": "compile", "reason": f"{reason}; finish it on the target with `lgdeploy compile ARTIFACT`"},
+        {"stage": "benchmark", "reason": f"no {rt.backend} model was compiled yet"},
     )
 
 
@@ -679,7 +688,7 @@ def manifest_for(
     files_mb = sum(Path(p).stat().st_size for p in model_files) / 2**20
     stats = runtime.stats
     manifest = {
-        "status": "complete" if not runtime.skipped else "complete-with-skipped-steps",
+        "status": status_of(runtime),
         "profile": _profile_record(profile),
         "learngene": _learngene_record(picked),
         "selection": _selection_record(picked),
@@ -696,6 +705,7 @@ def manifest_for(
         "golden": {"file": GOLDEN, "images": onnx.golden_images, "reference": "pytorch"},
         "int8_accuracy": runtime.int8_accuracy.to_dict() if runtime.int8_accuracy is not None else None,
         "int8_speed_gate": runtime.int8_speed,
+        "deferred": runtime.deferred,
         "runtime_choice": runtime.choice,
         "execution": runtime.execution,
         "benchmark": {
@@ -716,6 +726,15 @@ def manifest_for(
         "wall_time_s": time.perf_counter() - started,
     }
     return json.loads(json.dumps(manifest, default=str))  # paths and tuples to plain JSON
+
+
+def status_of(runtime: Runtime) -> str:
+    """An artifact's status: complete, awaiting its compile on the target, or complete with skipped steps."""
+    from learngene_deploy.pipeline.deferred import AWAITING_COMPILE
+
+    if runtime.deferred is not None:
+        return AWAITING_COMPILE
+    return "complete" if not runtime.skipped else "complete-with-skipped-steps"
 
 
 def _profile_record(profile: DeviceProfile) -> dict[str, Any]:

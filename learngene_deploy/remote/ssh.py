@@ -135,6 +135,38 @@ class SshClient:
                 raise _ssh_failure(self.host, proc, f"copying the artifact to {remote}")
 
 
+def copy_artifact(client: SshClient, root: Path, manifest: Manifest, remote: str, log: Log = quiet) -> None:
+    """Copy the artifact's listed files and its manifest to ``remote``, replacing an earlier copy but never a
+    directory that is no artifact."""
+    from learngene_deploy.artifact.writer import MANIFEST
+
+    rels = [*manifest["files"], MANIFEST]  # verified: relative, inside, regular files
+    q = shlex.quote(remote)
+    subdirs = sorted({f"{remote}/{rel.rpartition('/')[0]}" for rel in rels if "/" in rel})
+    make = " ".join(shlex.quote(d) for d in [remote, *subdirs])
+    prepare = (
+        f"if [ -e {q} ] && [ ! -f {q}/manifest.json ]; then echo 'not an lgdeploy artifact: {remote}' >&2; "
+        f"exit 3; fi; rm -rf {q} && mkdir -p {make}"
+    )
+    client.shell(prepare, doing=f"preparing {remote}")
+    client.copy_files(root, rels, remote)
+    log(f"copied {len(rels)} files of {root} to {client.host}:{remote}")
+
+
+def ship_profile(client: SshClient, manifest: Manifest, profile: str | Path | None, remote: str) -> str:
+    """Copy the artifact's profile file (found as :func:`trusted_profile` finds it) beside the remote copy, so that
+    the box judges by the same profile whatever profiles its own lgdeploy ships; its remote path."""
+    from learngene_deploy.artifact.store import trusted_profile
+
+    p, _ = trusted_profile(manifest, profile)
+    target = f"{remote}.profile.yaml"
+    argv = [client.scp, "-q", *client.option_args, "--", str(Path(p.source).resolve()), f"{client.host}:{target}"]
+    proc = run_tool(argv, timeout_s=client.timeout_s, doing="copying the profile")
+    if proc.returncode != 0:
+        raise _ssh_failure(client.host, proc, f"copying the profile to {target}")
+    return target
+
+
 def probe_remote_python(client: SshClient, python: str) -> str:
     """The version of lgdeploy that ``python`` imports on the box.
 
@@ -172,42 +204,28 @@ class SshTarget(Target):
     keep_remote: bool = False
     timeout_s: float = 1800.0
     log: Log = quiet
+    profile: str | Path | None = None  # the artifact's profile file, when it is not a shipped one
 
     def bench(self, root: Path, manifest: Manifest, *, runs: int, rounds: int) -> Measurement:
         client = SshClient(self.host, self.ssh_options, timeout_s=self.timeout_s)
         remote = _remote_path(self.remote_dir, root.resolve().name)
         version = probe_remote_python(client, self.remote_python)
         self.log(f"{self.host}: lgdeploy {version} at {self.remote_python}")
-        self._copy(client, root, manifest, remote)
+        copy_artifact(client, root, manifest, remote, self.log)
+        remote_profile = ship_profile(client, manifest, self.profile, remote)
         try:
-            self._run_bench(client, remote, runs=runs, rounds=rounds)
+            self._run_bench(client, remote, remote_profile, runs=runs, rounds=rounds)
             fetched = client.run(["cat", f"{remote}/manifest.json"], doing="fetching the remote manifest")
         finally:
             if not self.keep_remote:
-                client.run(["rm", "-rf", remote], doing=f"removing {remote}", check=False)
+                client.run(["rm", "-rf", remote, remote_profile], doing=f"removing {remote}", check=False)
         return self._measurement(fetched.stdout, len(manifest.target_benchmarks), remote, version)
 
-    def _copy(self, client: SshClient, root: Path, manifest: Manifest, remote: str) -> None:
-        """Copy the artifact's listed files and its manifest to ``remote``, replacing an earlier copy but never a
-        directory that is no artifact."""
-        from learngene_deploy.artifact.writer import MANIFEST
-
-        rels = [*manifest["files"], MANIFEST]  # verified: relative, inside, regular files
-        q = shlex.quote(remote)
-        subdirs = sorted({f"{remote}/{rel.rpartition('/')[0]}" for rel in rels if "/" in rel})
-        make = " ".join(shlex.quote(d) for d in [remote, *subdirs])
-        prepare = (
-            f"if [ -e {q} ] && [ ! -f {q}/manifest.json ]; then echo 'not an lgdeploy artifact: {remote}' >&2; "
-            f"exit 3; fi; rm -rf {q} && mkdir -p {make}"
-        )
-        client.shell(prepare, doing=f"preparing {remote}")
-        client.copy_files(root, rels, remote)
-        self.log(f"copied {len(rels)} files of {root} to {self.host}:{remote}")
-
-    def _run_bench(self, client: SshClient, remote: str, *, runs: int, rounds: int) -> None:
+    def _run_bench(self, client: SshClient, remote: str, remote_profile: str, *, runs: int, rounds: int) -> None:
         """Run ``lgdeploy bench`` on the copy with the box's Python; it records into the copy's manifest."""
         python = self.remote_python
         argv = [python, "-m", "learngene_deploy", "bench", remote, "--runs", str(runs), "--rounds", str(rounds)]
+        argv += ["--profile", remote_profile]
         proc = client.run(argv, doing="running `lgdeploy bench`", check=False)
         if proc.returncode == 255:
             raise _ssh_failure(self.host, proc, "running `lgdeploy bench`")
@@ -289,5 +307,6 @@ def bench_over_ssh(
         keep_remote=keep_remote,
         timeout_s=timeout_s,
         log=log,
+        profile=profile,
     )
     return bench_on(target, artifact_dir, runs=runs, rounds=rounds, profile=profile)
