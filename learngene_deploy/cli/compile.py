@@ -74,6 +74,7 @@ def compile_command(
             artifact,
             host,
             force=force,
+            profile=profile,
             remote_python=remote_python,
             ssh_options=ssh_option or (),
             options=_options(max_abs_diff, min_agreement, max_int8_drop, int8_fallback, bench_runs, bench_rounds),

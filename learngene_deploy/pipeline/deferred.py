@@ -69,6 +69,17 @@ def defer(ctx: BuildContext, profile: DeviceProfile, reason: str) -> dict[str, A
 
 
 # --- on the target -----------------------------------------------------------------------------------------------
+def require_awaiting(root: Path, manifest: Manifest) -> None:
+    """Refuse an artifact that is not awaiting its compile (complete, or of another lgdeploy), in one sentence."""
+    status = manifest.get("status")
+    if status != AWAITING_COMPILE or not isinstance(manifest.get("deferred"), dict):
+        msg = (
+            f"artifact {root} is {status!r}, not {AWAITING_COMPILE!r}: there is nothing to compile; "
+            "build it with `lgdeploy build --defer-compile` to finish it on a target."
+        )
+        raise ArtifactError(msg)
+
+
 def target_profile(manifest: Manifest, profile: str | Path | None) -> DeviceProfile:
     """The profile the artifact was built for (:func:`~learngene_deploy.artifact.store.trusted_profile`: a profile
     file, never the manifest's copy) with the runtime the build asked for (``--backend``/``--precision``)."""
@@ -172,13 +183,7 @@ def compile_artifact(
     started = time.perf_counter()
     root = Path(artifact_dir)
     manifest = verify_artifact(root)  # every hash, no extra or special files
-    status = manifest.get("status")
-    if status != AWAITING_COMPILE:
-        msg = (
-            f"artifact {root} is {status!r}, not {AWAITING_COMPILE!r}: there is nothing to compile; "
-            "build it with `lgdeploy build --defer-compile` to finish it on a target."
-        )
-        raise ArtifactError(msg)
+    require_awaiting(root, manifest)
     p = dataclasses.replace(target_profile(manifest, profile), host=True)  # we are on the target now
     device = device_check(p, force=force, root=device_root)
     log("compile", f"profile {p.name} ({p.runtime.backend} {p.runtime.precision}); device: {device['how']}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from learngene_deploy.errors import ConfigError, RemoteError
 from learngene_deploy.remote.base import Log, Measurement, Target, bench_on, find_tool, last_line, quiet, run_tool
 
 DEFAULT_REMOTE_DIR = ".lgdeploy/bench"
+DEFAULT_COMPILE_DIR = ".lgdeploy/compile"
 SSH_BASE_OPTIONS = ("BatchMode=yes", "ConnectTimeout=15")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@:=-]+$")
 
@@ -133,6 +135,21 @@ class SshClient:
             proc = run_tool(argv, timeout_s=self.timeout_s, doing=f"copying {root.name}")
             if proc.returncode != 0:
                 raise _ssh_failure(self.host, proc, f"copying the artifact to {remote}")
+
+
+def fetch_files(client: SshClient, remote: str, rels: Sequence[str], local_root: Path) -> None:
+    """Copy ``remote/rel`` from the box to ``local_root/rel`` for each (checked, relative) ``rel``; one scp per
+    directory, without ``-r``."""
+    groups: dict[str, list[str]] = {}
+    for rel in rels:
+        groups.setdefault(rel.rpartition("/")[0], []).append(f"{client.host}:{remote}/{rel}")
+    for sub, sources in sorted(groups.items()):
+        dest = local_root / sub
+        dest.mkdir(parents=True, exist_ok=True)
+        argv = [client.scp, "-q", *client.option_args, "--", *sources, f"{dest.resolve()}/"]
+        proc = run_tool(argv, timeout_s=client.timeout_s, doing="fetching the compiled files")
+        if proc.returncode != 0:
+            raise _ssh_failure(client.host, proc, f"fetching the compiled files from {remote}")
 
 
 def copy_artifact(client: SshClient, root: Path, manifest: Manifest, remote: str, log: Log = quiet) -> None:
@@ -310,3 +327,101 @@ def bench_over_ssh(
         profile=profile,
     )
     return bench_on(target, artifact_dir, runs=runs, rounds=rounds, profile=profile)
+
+
+def compile_over_ssh(
+    artifact_dir: str | Path,
+    host: str,
+    *,
+    force: bool = False,
+    remote_python: str = "python3",
+    remote_dir: str = DEFAULT_COMPILE_DIR,
+    ssh_options: Sequence[str] = (),
+    options: Sequence[str] = (),
+    keep_remote: bool = False,
+    timeout_s: float = 3600.0,
+    profile: str | Path | None = None,
+    log: Log = quiet,
+) -> Path:
+    """Finish an artifact awaiting its compile on an edge box: the box's own ``lgdeploy compile`` compiles, gates and
+    benchmarks a copy; the compiled files come back and the local artifact is swapped for the finished one at once.
+
+    The box may add files, never change the build's: every file of the local artifact must keep its sha256 in the
+    box's manifest, and every fetched file must match the hash the box recorded. Any failure leaves the local
+    artifact as it was.
+
+    Args:
+        artifact_dir: a local artifact whose status is ``awaiting-compile`` (its hashes are checked first).
+        host: ``user@host`` or an ``~/.ssh/config`` alias (key authentication without a prompt).
+        force: pass ``--force`` to the box (compile even if it is not the profile's device).
+        options: more ``lgdeploy compile`` flags for the box (gate and benchmark settings).
+        profile: the profile file when the artifact's profile is not shipped (it is copied to the box).
+
+    Raises:
+        RemoteError: ssh/scp failures, no lgdeploy on the box, a failed compile there, or fetched files that do not
+            match.
+        ArtifactError: the local artifact does not verify or is not awaiting its compile.
+    """
+    from learngene_deploy.artifact.manifest import check_relative
+    from learngene_deploy.artifact.store import verify_artifact
+    from learngene_deploy.artifact.writer import ArtifactWriter, files_table
+    from learngene_deploy.pipeline.deferred import require_awaiting
+
+    root = Path(artifact_dir)
+    manifest = verify_artifact(root)
+    require_awaiting(root, manifest)
+    client = SshClient(host, ssh_options, timeout_s=timeout_s)
+    remote = _remote_path(remote_dir, root.resolve().name)
+    version = probe_remote_python(client, remote_python)
+    log(f"{host}: lgdeploy {version} at {remote_python}")
+    copy_artifact(client, root, manifest, remote, log)
+    remote_profile = ship_profile(client, manifest, profile, remote)
+    try:
+        argv = [remote_python, "-m", "learngene_deploy", "compile", remote, "--profile", remote_profile, *options]
+        proc = client.run([*argv, *(["--force"] if force else [])], doing="running `lgdeploy compile`", check=False)
+        if proc.returncode == 255:
+            raise _ssh_failure(host, proc, "running `lgdeploy compile`")
+        if proc.returncode != 0:
+            msg = (
+                f"`lgdeploy compile` failed on {host} ({last_line(proc.stderr, proc.stdout)}); the local artifact is "
+                "unchanged."
+            )
+            raise RemoteError(msg)
+        log(f"{host}: {last_line(proc.stdout)}")
+        text = client.run(["cat", f"{remote}/manifest.json"], doing="fetching the remote manifest").stdout
+        try:
+            done = json.loads(text)
+            files = done["files"]
+            changed = [rel for rel, entry in manifest["files"].items() if files.get(rel) != entry]
+            added = [check_relative(rel, f"the file {rel!r}", Path(f"{host}:{remote}/manifest.json")) for rel in files]
+            added = [rel for rel in added if rel not in manifest["files"]]
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise RemoteError(f"the manifest fetched from {host}:{remote} is not an lgdeploy manifest ({e}).") from e
+        if done.get("status") != "complete" or changed:
+            why = f"it changed {', '.join(changed)}" if changed else f"its status is {done.get('status')!r}"
+            raise RemoteError(f"the box's compiled artifact cannot be taken back: {why}; the local one is unchanged.")
+        with ArtifactWriter(root, force=True) as writer:
+            for rel in manifest["files"]:
+                (writer.path / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(root / rel, writer.path / rel)
+            fetch_files(client, remote, added, writer.path)
+            if files_table(writer.path) != files:
+                msg = (
+                    f"the files fetched from {host}:{remote} do not match the box's manifest; the local artifact is "
+                    "unchanged."
+                )
+                raise RemoteError(msg)
+            done["deferred"]["completed"]["via"] = {
+                "method": "ssh",
+                "host": host,
+                "remote_dir": remote,
+                "remote_python": remote_python,
+                "remote_toolkit_version": version,
+            }
+            header = ("files", "schema_version", "toolkit_version", "created")
+            writer.finalize({k: v for k, v in done.items() if k not in header})
+        log(f"fetched {len(added)} compiled files from {host}: {', '.join(added)}")
+    finally:
+        if not keep_remote:
+            client.run(["rm", "-rf", remote, remote_profile], doing=f"removing {remote}", check=False)
+    return root
