@@ -49,7 +49,19 @@ def test_example_workflow_builds_every_matrix_leg() -> None:
     build_steps = json.dumps(jobs["build"]["steps"])
     assert "lgdeploy build --profile ${{ matrix.profile }}" in build_steps
     assert "lgdeploy verify" in build_steps
+    assert "--defer-compile" in build_steps and jobs["build"]["runs-on"] == "ubuntu-latest"
     upload = next(s for s in jobs["build"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
-    assert upload["with"]["name"] == "${{ matrix.artifact }}"
+    assert "build-{0}" in upload["with"]["name"] and "matrix.artifact" in upload["with"]["name"]
+    # device legs: only `lgdeploy compile` (and bench) on the self-hosted device runner, no fine-tune there
+    finish = jobs["finish"]
+    finish_steps = json.dumps(finish["steps"])
+    assert finish["runs-on"] == "${{ matrix.runs-on }}" and "select(.defer)" in json.dumps(jobs["matrix"])
+    assert "lgdeploy compile artifacts/${{ matrix.profile }}" in finish_steps and "lgdeploy build" not in finish_steps
+    assert "lgdeploy bench" in finish_steps and "lgdeploy verify" in finish_steps
     download = next(s for s in jobs["release"]["steps"] if s.get("uses", "").startswith("actions/download-artifact"))
     assert download["with"]["pattern"] == "lgdeploy-*"
+
+
+def test_device_legs_are_deferred_and_hosted_legs_are_not() -> None:
+    for entry in _matrix():
+        assert entry["defer"] == (entry["runs-on"] != "ubuntu-latest"), entry

@@ -185,6 +185,12 @@ def require_compiled(root: Path, manifest: Manifest) -> None:
     Raises:
         ArtifactError: the manifest has no ``compile`` record.
     """
+    if manifest.compile_record is None and manifest.get("status") == "awaiting-compile":
+        msg = (
+            f"artifact {root} awaits its compile on the target; run `lgdeploy compile {root}` there (or "
+            f"`lgdeploy compile {root} --host user@box` from here), which also benchmarks it."
+        )
+        raise ArtifactError(msg)
     if manifest.compile_record is None:
         reasons = "; ".join(s["reason"] for s in manifest.skipped if s["stage"] == "compile")
         msg = (

@@ -10,6 +10,13 @@ import typer
 ARTIFACT = typer.Argument(help="Artifact directory written by `lgdeploy build`.")
 
 
+def _awaiting(artifact: Path) -> bool:
+    """Whether an artifact awaits its compile on the target (its manifest says so; nothing else is read)."""
+    from learngene_deploy.artifact.store import read_manifest
+
+    return read_manifest(artifact).get("status") == "awaiting-compile"
+
+
 def verify_command(
     artifact: Annotated[Path, ARTIFACT],
     expect: Annotated[
@@ -137,6 +144,28 @@ def bench_command(
     if perf_test is not None and adb is None:
         raise ConfigError("--perf-test only applies with --adb; add --adb SERIAL or drop it.")
     where = "on this machine"
+    if host is not None and adb is None and _awaiting(artifact):  # finish it on the box, which benchmarks it too
+        from learngene_deploy.remote.ssh import compile_over_ssh
+
+        compile_over_ssh(
+            artifact,
+            host,
+            remote_python=remote_python,
+            ssh_options=ssh_option or (),
+            keep_remote=keep_remote,
+            options=["--runs", str(runs), "--rounds", str(rounds)],
+            profile=profile,
+            log=lambda line: typer.echo(line, err=True),
+        )
+        from learngene_deploy.api import Artifact
+
+        done = Artifact(artifact).manifest
+        stats = done["benchmark"]
+        typer.echo(
+            f"{artifact} (compiled and benchmarked on {host}): p50 {stats['p50_ms']:.3g} ms, "
+            f"p90 {stats['p90_ms']:.3g} ms; status {done['status']}"
+        )
+        return
     if host is not None:
         from learngene_deploy.remote import bench_over_ssh
 

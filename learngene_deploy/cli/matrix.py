@@ -46,6 +46,8 @@ def matrix_command(
             "backend": p.runtime.backend,
             "precision": p.runtime.precision,
             "runs-on": runner_for(p),
+            # built (fine-tuned, exported, verified) on a hosted runner, compiled by `lgdeploy compile` on the device
+            "defer": runner_for(p) != HOSTED_RUNNER,
             "artifact": f"lgdeploy-{p.name}",
         }
         for p in profiles
