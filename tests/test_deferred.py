@@ -183,3 +183,45 @@ def test_compile_over_ssh_fetches_the_compiled_files(sshd: dict, awaiting: Path,
     assert after["deferred"]["completed"]["via"]["method"] == "ssh"
     assert Artifact(art).verify()["top1_agreement"] == 1.0
     assert not any(remote_dir.iterdir()), "the remote copy is removed afterwards"
+
+
+def test_a_profile_whose_runtime_is_missing_here_is_deferred_and_compile_says_why(
+    learngene: Path, tmp_path: Path
+) -> None:
+    """jetson-orin-nano on a machine without TensorRT: the build defers by itself; compiling here (forced past the
+    device check) names the missing runtime, and the artifact stays as it was."""
+    from learngene_deploy.backends import get_backend
+
+    reason = get_backend("tensorrt").unavailable_reason()
+    art = build(
+        BuildOptions(
+            profile="jetson-orin-nano",
+            learngene=str(learngene),
+            data="digits",
+            finetune_steps=2,
+            finetune_batch=16,
+            out=tmp_path / "nano",
+            verify_images=64,
+            **FAST,  # type: ignore[arg-type]
+        )
+    ).out_dir
+    manifest = verify_artifact(art)
+    if reason is None:  # a machine with TensorRT compiles for real: finish it here
+        pytest.skip("TensorRT is installed here, so the build compiled instead of deferring")
+    assert manifest["status"] == AWAITING_COMPILE and manifest["deferred"]["reason"] == reason
+    assert manifest["deferred"]["calibration"] is None  # fp16 needs no calibration set
+    before = _snapshot(art)
+    with pytest.raises(ConfigError, match=r"cannot compile here: .*(tensorrt|TensorRT)"):
+        compile_artifact(art, _opts(), force=True)
+    assert _snapshot(art) == before
+
+
+def test_tensorrt_compile_on_a_machine_with_tensorrt(learngene: Path, tmp_path: Path) -> None:
+    from learngene_deploy.backends import get_backend
+
+    reason = get_backend("tensorrt").unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"TensorRT engine compile needs TensorRT and an NVIDIA GPU: {reason}")
+    art = _deferred(learngene, tmp_path / "cpu-host", backend="tensorrt", precision="fp16")
+    compile_artifact(art, _opts(), force=True)
+    assert verify_artifact(art)["compile"]["backend"] == "tensorrt"

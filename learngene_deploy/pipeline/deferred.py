@@ -185,6 +185,7 @@ def compile_artifact(
     manifest = verify_artifact(root)  # every hash, no extra or special files
     require_awaiting(root, manifest)
     p = dataclasses.replace(target_profile(manifest, profile), host=True)  # we are on the target now
+    _require_runtime(p)
     device = device_check(p, force=force, root=device_root)
     log("compile", f"profile {p.name} ({p.runtime.backend} {p.runtime.precision}); device: {device['how']}")
     deferred = manifest.section("deferred")
@@ -221,11 +222,19 @@ def compile_artifact(
         )
         onnx = SimpleNamespace(simplified=SimpleNamespace(path=writer.path / "model.onnx"))
         runtime = stages.compile_and_bench(onnx, p, dataclasses.replace(opts, defer_compile=False), ctx)  # type: ignore[arg-type]
-        if runtime.compiled is None:  # the runtime is missing here too
-            reason = "; ".join(s["reason"] for s in runtime.skipped if s["stage"] == "compile")
-            raise ConfigError(f"cannot compile here: {reason}")
         final = writer.finalize(_completed(dict(manifest), runtime, p, ctx, device, started))
     return final
+
+
+def _require_runtime(profile: DeviceProfile) -> None:
+    """Refuse, before any work, a machine that has none of the runtimes the profile compiles for."""
+    from learngene_deploy.backends import get_backend
+    from learngene_deploy.backends.choice import plan
+
+    planned = plan(profile.runtime.backend, profile.runtime.precision, host=True)
+    missing = [get_backend(p.backend).unavailable_reason() for p in planned if p.role == "candidate"]
+    if missing and all(missing):
+        raise ConfigError(f"cannot compile here: {'; '.join(dict.fromkeys(r for r in missing if r))}")
 
 
 def _fp32_tolerance(opts: BuildOptions) -> Any:
