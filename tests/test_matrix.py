@@ -60,6 +60,8 @@ def test_example_workflow_builds_every_matrix_leg() -> None:
     assert "lgdeploy bench" in finish_steps and "lgdeploy verify" in finish_steps
     download = next(s for s in jobs["release"]["steps"] if s.get("uses", "").startswith("actions/download-artifact"))
     assert download["with"]["pattern"] == "lgdeploy-*"
+    release = json.dumps(jobs["release"]["steps"])
+    assert "SHA256SUMS" in release and "actions/attest-build-provenance" in release  # digests, signed provenance
 
 
 def test_device_legs_are_deferred_and_hosted_legs_are_not() -> None:
