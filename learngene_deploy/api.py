@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from learngene_deploy.errors import ConfigError, SelectionError
+from learngene_deploy.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -123,6 +123,7 @@ class Selection:
     predictor: str = "roofline"  # "roofline", "table" or the auto profile's per-runtime tables
     learngene: str = ""  # the learngene file the sizes come from
     budget_use: dict[str, Any] | None = None
+    pinned: bool = False  # ``size`` was given: ``chosen`` is that size, fitting or not
 
     @property
     def pareto(self) -> list[dict[str, Any]]:
@@ -138,6 +139,7 @@ class Selection:
             "candidates": self.candidates,
             "notes": self.notes,
             "budget_use": self.budget_use,
+            "pinned": self.pinned,
         }
 
 
@@ -148,39 +150,37 @@ def _profile(profile: str | Path | DeviceProfile) -> DeviceProfile:
 
 
 def select(
-    profile: str | Path | DeviceProfile, learngene: str | Path | Learngene | None = None, *, size: dict | None = None
+    profile: str | Path | DeviceProfile,
+    learngene: str | Path | Learngene | None = None,
+    *,
+    size: dict[str, Any] | str | None = None,
 ) -> Selection:
     """Predict every size of ``learngene`` on ``profile`` and choose the most accurate one that meets every budget.
 
     Args:
         profile: a shipped profile name, a YAML file or a loaded :class:`DeviceProfile`.
         learngene: a :class:`Learngene`, a shipped name or a file (default: the shipped learngene).
-        size: evaluate this size instead of choosing (``chosen`` is then that size, with ``fits`` saying whether
-            it meets the budgets).
+        size: evaluate this size instead of choosing (a dict such as ``{"depth": 6, "width": 64}`` or the CLI's
+            ``"depth=6,width=64"``); ``chosen`` is then that size, with ``fits`` saying whether it meets the budgets.
 
     Raises:
-        SelectionError: nothing fits (names the closest size and what it misses), or ``size`` is not offered.
+        SelectionError: nothing fits (names the closest size and what it misses), or ``size`` is not offered (lists
+            the valid sizes). ConfigError: ``size`` is a string that is not KEY=INT pairs.
     """
     from learngene_deploy.sizing.candidates import candidates_from_metadata
+    from learngene_deploy.sizing.select import pin
     from learngene_deploy.sizing.select import select as choose
 
     lg = learngene if isinstance(learngene, Learngene) else load_learngene(learngene)
     p = _profile(profile)
     candidates = candidates_from_metadata(lg.metadata)
     if size is not None:
-        picked = [c for c in candidates if c.size == size]
-        if not picked:
-            valid = ", ".join(c.label for c in candidates[:8]) + (" ..." if len(candidates) > 8 else "")
-            raise SelectionError(f"size {size} is not offered by {lg.path.name}; valid sizes include {valid}.")
-        from learngene_deploy.sizing.latency import predictor_for
-        from learngene_deploy.sizing.select import predict
+        from learngene_deploy.sizing.candidates import match_size
 
-        predictor = predictor_for(p)
-        table = [predict(c, p, predictor).to_dict() for c in candidates]
-        chosen = next(t for t in table if t["size"] == size)
-        notes = [f"size {size} was given, not chosen"]
-        return Selection(p.name, chosen, table, notes, getattr(predictor, "kind", "roofline"), str(lg.path))
-    selection = choose(candidates, p).to_dict()
+        wanted = parse_size_arg(size)
+        selection = pin(candidates, match_size(candidates, wanted, lg.path.name), p).to_dict()
+    else:
+        selection = choose(candidates, p).to_dict()
     return Selection(
         p.name,
         selection["chosen"],
@@ -189,7 +189,31 @@ def select(
         selection["predictor"],
         str(lg.path),
         selection["budget_use"],
+        selection["pinned"],
     )
+
+
+def parse_size_arg(size: dict[str, Any] | str | tuple[tuple[str, int], ...]) -> dict[str, int]:
+    """A pinned size as a dict of integers, from a dict, ``(key, value)`` pairs or ``"depth=6,width=64"``.
+
+    Raises:
+        ConfigError: not KEY=INT pairs (one sentence with an example).
+    """
+    from learngene_deploy.sizing.candidates import SIZE_EXAMPLE, parse_size
+
+    if isinstance(size, str):
+        return parse_size(size)
+    if not isinstance(size, (dict, tuple, list)):
+        raise ConfigError(f"size {size!r} is not a size; pass e.g. {SIZE_EXAMPLE}.")
+    pairs = list(size.items()) if isinstance(size, dict) else list(size)
+    out: dict[str, int] = {}
+    for pair in pairs:
+        key, value = pair if isinstance(pair, (tuple, list)) and len(pair) == 2 else (pair, None)
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, int) or value < 0 or key in out:
+            msg = f"size {size!r} is not a mapping of distinct size keys to integers; pass e.g. {SIZE_EXAMPLE}."
+            raise ConfigError(msg)
+        out[key] = value
+    return out
 
 
 class Artifact:
@@ -287,6 +311,8 @@ def build_options(
         msg = f"unknown build option(s) {', '.join(unknown)}; valid options are {', '.join(sorted(valid))}."
         raise ConfigError(msg)
     lg = learngene.path if isinstance(learngene, Learngene) else learngene
+    if options.get("size") is not None:  # a dict, pairs or "depth=6,width=64"; kept as pairs (hashable)
+        options["size"] = tuple(parse_size_arg(options["size"]).items())
     opts = BuildOptions(
         profile=str(profile),
         learngene=None if lg is None else str(lg),
@@ -318,7 +344,9 @@ def build(
         log: called with (stage, message) after each stage instead of printing.
         options: ``learngene`` (a :class:`Learngene`, shipped name or file), ``data``, ``finetune_steps``,
             ``finetune_epochs``, ``backend``, ``precision``, ``out``, ``force``, ``progress`` (print each stage and
-            the fine-tune's progress bar to stderr; default True) and any other
+            the fine-tune's progress bar to stderr; default True), ``size`` (pin a size instead of choosing one:
+            ``{"depth": 6, "width": 64}`` or ``"depth=6,width=64"``; built even when it misses a budget, with a
+            warning and ``"pinned": true`` in the manifest's selection) and any other
             :class:`~learngene_deploy.pipeline.options.BuildOptions` field (``recipe``, ``aug``, ``workers``,
             ``on_bad_image``, ``seed``, ``exporter`` ...), as :func:`build_options` takes them.
 

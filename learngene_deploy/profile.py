@@ -274,16 +274,20 @@ def resolve_profile_path(ref: str | Path) -> Path:
     if isinstance(ref, Path) or text.endswith((".yaml", ".yml")):
         return Path(ref)
     if re.fullmatch(NAME_PATTERN, text):
+        from learngene_deploy.families import FAMILIES, family_error
+
+        if text in FAMILIES:
+            raise ProfileError(family_error(text))
         path = shipped_profiles_dir() / f"{text}.yaml"
         if not path.is_file():
             import difflib
 
             names = list_profiles()
-            close = difflib.get_close_matches(text, names, n=1)
+            close = difflib.get_close_matches(text, [*names, *FAMILIES], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             msg = (
-                f"no shipped profile named '{text}'{hint}; shipped profiles are: {', '.join(names)}, "
-                "or pass a path to a .yaml file."
+                f"no shipped profile named '{text}'{hint}; shipped profiles are: {', '.join(names)} "
+                f"(families: {', '.join(FAMILIES)}), or pass a path to a .yaml file."
             )
             raise ProfileError(msg)
         return path

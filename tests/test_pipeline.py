@@ -59,7 +59,7 @@ def test_build_cpu_host_writes_a_verified_artifact(learngene: Path, tmp_path: Pa
     assert manifest["status"] == "complete" and manifest["skipped"] == []
     assert {"model.onnx", "report.md", "selection.svg"} <= set(manifest["files"])
     # the most accurate size of the table fits cpu-host and is chosen
-    assert manifest["selection"]["size"] == {"depth": 3, "genes": 2}
+    assert manifest["selection"]["size"] == {"depth": 3, "genes": 2} and manifest["selection"]["pinned"] is False
     # a 3 x 32 ViT at 16 px uses a sliver of cpu-host's budget: the manifest says the learngene is the limit
     use = manifest["selection"]["budget_use"]
     assert use["limited_by"] == "learngene" and use["largest"] == "depth=3 genes=2" and use["largest_share"] < 0.25
@@ -118,6 +118,20 @@ def test_tensorrt_profile_without_tensorrt_still_verifies_onnx(learngene: Path, 
     # not the target device: the latency budget is judged on the prediction, nothing was measured
     assert manifest["budgets"]["latency"]["basis"].startswith("predicted")
     assert manifest["benchmark"]["p50_ms"] is None and manifest["benchmark"]["skipped"]
+
+
+def test_pinned_size_is_built_instead_of_the_chosen_one(learngene: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    opts = _opts(learngene, tmp_path / "pi", profile="raspberry-pi-5", size=(("depth", 2), ("genes", 1)))
+    result = build(opts, log=lambda stage, msg: lines.append(f"{stage} {msg}"))
+    manifest = verify_artifact(result.out_dir)
+    selection = manifest["selection"]
+    assert selection["size"] == {"depth": 2, "genes": 1} and selection["pinned"] is True  # selection says depth=3
+    assert selection["chosen"]["size"] == {"depth": 2, "genes": 1} and selection["chosen"]["fits"]
+    assert any("was pinned (--size)" in n for n in selection["notes"])
+    assert manifest["architecture"]["depth"] == 2 and manifest["latency"]["predicted_ms"] > 0
+    assert lines[0].startswith("select depth=2 genes=1 of tiny.safetensors (pinned)")
+    assert not any("warning" in line for line in lines), "a pinned size that fits warns of nothing"
 
 
 def test_failing_gate_keeps_only_the_finetune_and_other_inputs_discard_it(learngene: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -14,16 +15,42 @@ from learngene_deploy.cli._console import stderr
 MAX_FINETUNE_STEPS = 1_000_000  # a brief fine-tune is hundreds of steps; more is a typo, refused before any work
 
 
-def _targets(names: list[str], out: Path | None, backend: str | None, precision: str | None, force: bool) -> list[Path]:
+def expand_profiles(names: list[str], say: Callable[[str], None]) -> tuple[list[str], list[str]]:
+    """``names`` with every device family replaced by the profiles it resolves to on this machine (each resolution
+    said in one line), and for each resulting profile the ``--profile`` it came from."""
+    from learngene_deploy.families import expand
+
+    expanded: list[str] = []
+    origins: list[str] = []
+    for name in names:
+        profiles, expansions = expand([name])
+        for expansion in expansions:
+            say(expansion.line)
+        expanded.extend(profiles)
+        origins.extend(name if p == name else f"{p} (of family {name})" for p in profiles)
+    return expanded, origins
+
+
+def _targets(
+    names: list[str],
+    out: Path | None,
+    backend: str | None,
+    precision: str | None,
+    force: bool,
+    origins: list[str] | None = None,
+) -> list[Path]:
     """Each profile's output directory, all checked before any work: no two profiles share one, and none is a
-    directory that must not be written or replaced (:func:`~learngene_deploy.artifact.writer.check_output`)."""
+    directory that must not be written or replaced (:func:`~learngene_deploy.artifact.writer.check_output`).
+
+    ``names`` are profiles (families already expanded); ``origins`` names each as the user gave it, for messages."""
     from learngene_deploy.artifact.writer import check_output
     from learngene_deploy.errors import ConfigError
     from learngene_deploy.profile import resolve_profile
 
+    origins = origins or names
     targets: list[Path] = []
     seen: list[Path] = []
-    for name in names:
+    for name, origin in zip(names, origins, strict=True):
         if out is not None and len(names) == 1:
             target = out
         elif out is not None:
@@ -31,10 +58,10 @@ def _targets(names: list[str], out: Path | None, backend: str | None, precision:
         else:
             target = Path("artifacts") / resolve_profile(name, backend, precision).name
         if target.resolve() in seen:
-            other = names[seen.index(target.resolve())]
+            other = origins[seen.index(target.resolve())]
             msg = (
-                f"--profile {name} and --profile {other} would both write {target}; pass each profile once, or build "
-                "them one at a time with different --out directories."
+                f"--profile {origin} and --profile {other} would both write {target}; pass each profile once, or "
+                "build them one at a time with different --out directories."
             )
             raise ConfigError(msg)
         check_output(target, force=force)
@@ -46,7 +73,12 @@ def _targets(names: list[str], out: Path | None, backend: str | None, precision:
 def build_command(
     profile: Annotated[
         list[str] | None,
-        typer.Option("--profile", "-p", help="Shipped profile name or .yaml path (repeatable)."),
+        typer.Option(
+            "--profile",
+            "-p",
+            help="Shipped profile name, device family (e.g. jetson-orin: this machine's module, else every member) "
+            "or .yaml path (repeatable).",
+        ),
     ] = None,
     all_profiles: Annotated[bool, typer.Option("--all", help="Build every shipped profile.")] = False,
     learngene: Annotated[
@@ -75,6 +107,14 @@ def build_command(
         float | None,
         typer.Option(
             "--finetune-epochs", min=0.0, max=1000.0, help="Fine-tune for this many passes over the data instead."
+        ),
+    ] = None,
+    size: Annotated[
+        str | None,
+        typer.Option(
+            "--size",
+            help="Pin the size instead of choosing it: KEY=INT pairs, e.g. depth=6,width=64 (LeTs) or depth=6,genes=4 "
+            "(LDR); built even if it misses a budget (with a warning).",
         ),
     ] = None,
     backend: Annotated[
@@ -162,12 +202,15 @@ def build_command(
     from learngene_deploy.api import build, build_options
     from learngene_deploy.errors import ConfigError
     from learngene_deploy.profile import list_profiles
+    from learngene_deploy.sizing.candidates import parse_size
 
     if all_profiles and profile:
         raise ConfigError("pass either --profile (one or more) or --all, not both.")
-    names = list_profiles() if all_profiles else list(profile or [])
-    if not names:
+    requested = list_profiles() if all_profiles else list(profile or [])
+    if not requested:
         raise ConfigError("no profile given; pass --profile NAME (see `lgdeploy profiles list`) or --all.")
+    pinned = None if size is None else parse_size(size)
+    names, origins = expand_profiles(requested, lambda line: typer.echo(line, err=True))  # one line, never wrapped
     options = {
         "learngene": learngene,
         "data": data,
@@ -190,10 +233,11 @@ def build_command(
         "workers": workers,
         "on_bad_image": on_bad_image,
         "defer_compile": defer_compile,
+        "size": pinned,
     }
     for name in names:  # every mistake refused before any output or work
         build_options(name, **options)
-    targets = _targets(names, out, backend, precision, force)
+    targets = _targets(names, out, backend, precision, force, origins)
 
     console = stderr()
     for name, target in zip(names, targets, strict=True):

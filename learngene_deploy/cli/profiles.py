@@ -28,9 +28,11 @@ def _latency_label(p: Any) -> str:
 @app.command("list")
 def list_(as_json: Annotated[bool, _JSON] = False) -> None:
     """List the shipped device profiles."""
+    from learngene_deploy.families import FAMILIES
     from learngene_deploy.profile import list_profiles, load_profile
 
     profiles = [load_profile(name) for name in list_profiles()]
+    family_of = {member: f.name for f in FAMILIES.values() for member in f.profiles}
     if as_json:
         rows = [
             {
@@ -42,6 +44,7 @@ def list_(as_json: Annotated[bool, _JSON] = False) -> None:
                 "percentile": p.budgets.percentile,
                 "memory_mb": p.budgets.memory_mb,
                 "host": p.host,
+                "family": family_of.get(p.name),
             }
             for p in profiles
         ]
@@ -67,6 +70,14 @@ def list_(as_json: Annotated[bool, _JSON] = False) -> None:
             f"{p.budgets.memory_mb:g} MB",
         )
     stdout().print(table)
+    families = Table(title="Device families (--profile FAMILY: this machine's module, else every member)")
+    families.title_justify = "left"
+    families.add_column("family", no_wrap=True, style="bold")
+    families.add_column("profiles")
+    families.add_column("description")
+    for f in FAMILIES.values():
+        families.add_row(f.name, ", ".join(f.profiles), f.description)
+    stdout().print(families)
     typer.echo("Show one with `lgdeploy profiles show NAME`; use your own with a path to a .yaml file.")
 
 
@@ -95,12 +106,16 @@ def _rows(obj: Any, prefix: str = "") -> list[tuple[str, str, str]]:
 
 @app.command("show")
 def show(
-    profile: Annotated[str, typer.Argument(help="A shipped profile name or a path to a .yaml file.")],
+    profile: Annotated[str, typer.Argument(help="A shipped profile name, a device family or a path to a .yaml file.")],
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
-    """Show every field of one profile, with what it means."""
+    """Show every field of one profile, with what it means (for a device family: its profiles)."""
+    from learngene_deploy.families import is_family
     from learngene_deploy.profile import load_profile
 
+    if is_family(profile):
+        show_family(profile, as_json)
+        return
     p = load_profile(profile)
     if as_json:
         typer.echo(json.dumps({**p.to_dict(), "source": p.source, "sha256": p.sha256}, indent=2))
@@ -117,6 +132,39 @@ def show(
         table.add_row(key, value, meaning)
     stdout().print(table)
     typer.echo(f"source: {p.source}\nsha256: {p.sha256}")
+
+
+def show_family(name: str, as_json: bool) -> None:
+    """Print a device family: its profiles and what ``--profile NAME`` resolves to on this machine."""
+    from learngene_deploy.errors import LgdError
+    from learngene_deploy.families import FAMILIES, resolve_family
+    from learngene_deploy.profile import load_profile
+
+    family = FAMILIES[name]
+    try:
+        expansion = resolve_family(name)
+        here = {"profiles": list(expansion.profiles), "reason": expansion.reason}
+    except LgdError as e:  # a device of the line whose module is not a member: say so, still show the family
+        here = {"profiles": [], "reason": str(e)}
+    members = [load_profile(m) for m in family.profiles]
+    if as_json:
+        rows = [{"name": p.name, "device": p.device.name, "backend": p.runtime.backend} for p in members]
+        doc = {"family": name, "description": family.description, "profiles": rows, "on_this_machine": here}
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{name}: device family, {family.description}", title_justify="left")
+    table.add_column("profile", no_wrap=True, style="bold")
+    table.add_column("device")
+    table.add_column("runtime", no_wrap=True)
+    table.add_column("latency budget", no_wrap=True, justify="right")
+    for p in members:
+        table.add_row(p.name, p.device.name, f"{p.runtime.backend} {p.runtime.precision}", _latency_label(p))
+    stdout().print(table)
+    resolved = ", ".join(here["profiles"]) or "nothing"
+    typer.echo(f"--profile {name} on this machine: {resolved} ({here['reason']})")
+    typer.echo(f"Show a profile with `lgdeploy profiles show {family.profiles[0]}`.")
 
 
 @app.command("validate")

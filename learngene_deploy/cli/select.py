@@ -1,4 +1,5 @@
-"""`lgdeploy select --profile P [--learngene F] [--json]`: which size of a learngene fits a device, and why."""
+"""`lgdeploy select --profile P [--learngene F] [--size KEY=INT,...] [--json]`: which size of a learngene fits a
+device, and why."""
 
 from __future__ import annotations
 
@@ -28,23 +29,63 @@ def label(candidate: dict[str, Any]) -> str:
 
 
 def select_command(
-    profile: Annotated[str, typer.Option("--profile", "-p", help="Shipped profile name or path to a .yaml file.")],
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            "-p",
+            help="Shipped profile name, device family (this machine's module, else every member) or a .yaml file.",
+        ),
+    ],
     learngene: Annotated[
         str | None, typer.Option("--learngene", "-l", help="Learngene file or shipped name; default: the shipped one.")
     ] = None,
+    size: Annotated[
+        str | None,
+        typer.Option(
+            "--size",
+            help="Predict this size instead of choosing one: KEY=INT pairs, e.g. depth=6,width=64 (LeTs) or "
+            "depth=6,genes=4 (LDR).",
+        ),
+    ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help='Print {"chosen": {...}, "candidates": [...]} for scripts.')
+        bool,
+        typer.Option(
+            "--json",
+            help='Print {"chosen": {...}, "candidates": [...]} for scripts; for a device family, an object of those '
+            "keyed by profile name.",
+        ),
     ] = False,
 ) -> None:
     """Predict memory, latency and accuracy of every size a learngene offers, and choose one for a device."""
-    from learngene_deploy.api import select
+    from learngene_deploy.api import load_learngene, select
+    from learngene_deploy.families import is_family, resolve_family
     from learngene_deploy.profile import load_profile
+    from learngene_deploy.sizing.candidates import parse_size
 
-    p = load_profile(profile)
-    selection = select(p, learngene)
-    if as_json:
-        typer.echo(json.dumps(finite(selection.to_dict()), indent=2, allow_nan=False))
+    pinned = None if size is None else parse_size(size)
+    if not is_family(profile):
+        p = load_profile(profile)
+        selection = select(p, learngene, size=pinned)
+        if as_json:
+            typer.echo(json.dumps(finite(selection.to_dict()), indent=2, allow_nan=False))
+        else:
+            show(p, selection)
         return
+    expansion = resolve_family(profile)
+    typer.echo(expansion.line, err=True)
+    lg = load_learngene(learngene)
+    selections = {name: select(load_profile(name), lg, size=pinned) for name in expansion.profiles}
+    if as_json:
+        keyed = {name: finite(s.to_dict()) for name, s in selections.items()}
+        typer.echo(json.dumps(keyed, indent=2, allow_nan=False))
+        return
+    for name, selection in selections.items():
+        show(load_profile(name), selection)
+
+
+def show(p: Any, selection: Any) -> None:
+    """Print one profile's candidate table, the choice (or the pinned size) and the notes."""
     from rich.table import Table
 
     b = p.budgets
@@ -85,14 +126,16 @@ def select_command(
         )
     console = stdout()
     console.print(table)
-    console.print("► chosen   * on the Pareto front (accuracy, else parameters, against latency)")
+    what = "pinned" if selection.pinned else "chosen"
+    console.print(f"► {what}   * on the Pareto front (accuracy, else parameters, against latency)")
     runtime = chosen.get("latency_runtime")
+    fits = "" if not selection.pinned else (", fits every budget" if chosen["fits"] else ", misses a budget")
     console.print(
-        f"chosen: {label(chosen)} ({chosen['params'] / 1e6:.3f}M parameters, {chosen['latency_ms']:.3g} ms predicted"
+        f"{what}: {label(chosen)} ({chosen['params'] / 1e6:.3f}M parameters, {chosen['latency_ms']:.3g} ms predicted"
         + (f" with {runtime}" if runtime else "")
         + ", "
         + ("accuracy unknown" if chosen["accuracy"] is None else f"{100 * chosen['accuracy']:.2f}% direct")
-        + ")"
+        + f"{fits})"
     )
     for note in selection.notes:
         console.print(f"note: {note}")

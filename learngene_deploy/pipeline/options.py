@@ -24,6 +24,7 @@ class BuildOptions:
     aug: tuple[str, ...] = ()  # KEY=VALUE overrides of the preset's knobs
     workers: int | None = None  # DataLoader workers (default: 0 for in-memory data, else min(8, CPUs))
     on_bad_image: str = "error"  # an unreadable image stops the build (error) or is left out and counted (skip)
+    size: tuple[tuple[str, int], ...] | None = None  # pin this size, e.g. (("depth", 6), ("width", 64)); None: choose
     backend: str | None = None  # override the profile's runtime backend
     precision: str | None = None  # override the profile's precision
     out: Path | None = None  # artifact directory (default artifacts/<profile>)

@@ -91,6 +91,7 @@ def validate(opts: BuildOptions) -> None:
 
     Raises:
         ConfigError: a bad choice, an empty or contradictory fine-tune, empty data, an unknown recipe knob.
+        SelectionError: a pinned size (``size``) the learngene does not offer (the valid sizes listed).
     """
     from learngene_deploy.data.presets import resolve_recipe
     from learngene_deploy.names import EXPORTERS, INT8_FALLBACKS, PRECISIONS, RUNTIME_CHOICES, SIMPLIFIERS
@@ -126,6 +127,8 @@ def validate(opts: BuildOptions) -> None:
         )
         raise ConfigError(msg)
     resolve_recipe(opts.recipe, opts.aug)  # a bad preset or knob fails here, not after the data has loaded
+    if opts.size is not None:  # a size the learngene does not offer fails here, not after the fine-tune
+        stages.pinned_candidate(opts.learngene, dict(opts.size))
     if opts.on_bad_image not in ("error", "skip"):
         raise ConfigError(f"on_bad_image must be 'error' or 'skip', not {opts.on_bad_image!r}.")
 
@@ -139,7 +142,7 @@ def _run(
     from learngene_deploy.artifact.store import manifest_sha256
     from learngene_deploy.gates import torch_logits
 
-    picked = stages.pick(opts.learngene, profile, log)
+    picked = stages.pick(opts.learngene, profile, log, size=None if opts.size is None else dict(opts.size))
     recomposed = stages.recompose(picked, profile, opts, log)
     if len(recomposed.data.val) < profile.budgets.batch:  # the gates would have no whole batch (after the fine-tune)
         msg = (

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from learngene_deploy.pipeline.options import BuildOptions
     from learngene_deploy.pipeline.workdir import BuildWork
     from learngene_deploy.profile import DeviceProfile
-    from learngene_deploy.sizing.select import Selection
+    from learngene_deploy.sizing.select import Candidate, Selection
     from learngene_deploy.training.finetune import Finetuned
 
 Log = Callable[[str, str], None]
@@ -59,22 +59,44 @@ class Picked:
         return self.selection.chosen.candidate.size
 
 
-def pick(learngene: str | None, profile: DeviceProfile, log: Log) -> Picked:
+def pinned_candidate(learngene: str | None, size: dict[str, int]) -> Candidate:
+    """The candidate of ``learngene`` that a pinned ``size`` names (reads only the file's header).
+
+    Raises:
+        SelectionError: the learngene does not offer ``size`` (the message lists the sizes it does).
+    """
+    from learngene_deploy.learngene.io import read_metadata
+    from learngene_deploy.shipped import resolve_learngene
+    from learngene_deploy.sizing.candidates import candidates_from_metadata, match_size
+
+    path = resolve_learngene(learngene)
+    return match_size(candidates_from_metadata(read_metadata(path)), size, path.name)
+
+
+def pick(learngene: str | None, profile: DeviceProfile, log: Log, *, size: dict[str, int] | None = None) -> Picked:
+    """The learngene and the size to build: the one selection chooses, or ``size`` when it is pinned (predicted all
+    the same; a pinned size that misses a budget is built with a one-line warning)."""
     from learngene_deploy._fs import sha256_file
     from learngene_deploy.learngene.io import read_metadata
     from learngene_deploy.shipped import resolve_learngene
-    from learngene_deploy.sizing.candidates import candidates_from_metadata
-    from learngene_deploy.sizing.select import select
+    from learngene_deploy.sizing.candidates import candidates_from_metadata, match_size
+    from learngene_deploy.sizing.select import pin, pinned_misses_line, select
 
     path = resolve_learngene(learngene)
     meta = read_metadata(path)
-    selection = select(candidates_from_metadata(meta), profile)
+    candidates = candidates_from_metadata(meta)
+    if size is not None:
+        selection = pin(candidates, match_size(candidates, size, path.name), profile)
+    else:
+        selection = select(candidates, profile)
     chosen = selection.chosen
     log(
         "select",
-        f"{chosen.candidate.label} of {path.name}: {chosen.params / 1e6:.2f}M params, "
-        f"{chosen.latency_ms:.3g} ms predicted ({chosen.latency_source})",
+        f"{chosen.candidate.label} of {path.name}{' (pinned)' if selection.pinned else ''}: "
+        f"{chosen.params / 1e6:.2f}M params, {chosen.latency_ms:.3g} ms predicted ({chosen.latency_source})",
     )
+    if selection.pinned and not chosen.fits:
+        log("select", f"warning: {pinned_misses_line(chosen)}; building it anyway because it was pinned (--size)")
     if selection.budget_use is not None:
         from learngene_deploy.sizing.select import budget_use_line
 
@@ -766,6 +788,7 @@ def _selection_record(picked: Picked) -> dict[str, Any]:
         "candidates": len(selection.predictions),
         "notes": list(selection.notes),
         "budget_use": selection.budget_use,
+        "pinned": selection.pinned,  # given with --size, not chosen; the notes say when it misses a budget
     }
 
 

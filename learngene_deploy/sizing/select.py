@@ -86,6 +86,7 @@ class Selection:
     predictions: tuple[Prediction, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
     budget_use: dict[str, Any] | None = None  # set when the learngene, not the device, limits the choice
+    pinned: bool = False  # the size was given (--size), not chosen: it may miss a budget
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +96,7 @@ class Selection:
             "candidates": [p.to_dict() for p in self.predictions],
             "notes": list(self.notes),
             "budget_use": self.budget_use,
+            "pinned": self.pinned,
         }
 
 
@@ -265,6 +267,37 @@ def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredi
         predictions=tuple(predictions),
         notes=tuple(notes),
         budget_use=use,
+    )
+
+
+def pinned_misses_line(chosen: Prediction) -> str:
+    """The note on a pinned size predicted to miss a budget (the build adds that it builds it anyway)."""
+    return f"pinned size {chosen.candidate.label} is predicted to miss the budget ({'; '.join(chosen.misses)})"
+
+
+def pin(
+    candidates: list[Candidate], size: Candidate, profile: Any, *, predictor: LatencyPredictor | None = None
+) -> Selection:
+    """Predict every candidate on ``profile`` like :func:`select`, but take ``size`` (one of ``candidates``) as the
+    chosen one, whether or not it fits; the notes say it was pinned and, when it misses a budget, which."""
+    predictor = predictor or predictor_for(profile)
+    predictions = _pareto([predict(c, profile, predictor) for c in candidates])
+    chosen = next(p for p in predictions if p.candidate is size)
+    notes = [f"size {size.label} was pinned (--size), not chosen"]
+    if not chosen.fits:
+        notes.append(pinned_misses_line(chosen))
+    if predictor.kind == "roofline":
+        notes.append(
+            "latency is a roofline estimate from the profile's device facts; "
+            f"run `lgdeploy profiles calibrate {profile.name}` on the device for measured numbers"
+        )
+    return Selection(
+        profile=profile.name,
+        predictor=predictor.kind,
+        chosen=chosen,
+        predictions=tuple(predictions),
+        notes=tuple(notes),
+        pinned=True,
     )
 
 
