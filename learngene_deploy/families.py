@@ -175,3 +175,23 @@ def expand(names: list[str], root: str | Path | None = None) -> tuple[list[str],
 def expand_all(names: list[str]) -> list[str]:
     """``names`` with every family replaced by all its members, whatever this machine is (for CI matrices)."""
     return [p for name in names for p in (FAMILIES[name].profiles if is_family(name) else (name,))]
+
+
+def member_matches(profile: str, root: str | Path | None = None) -> tuple[bool | None, str]:
+    """Whether this machine is the device of ``profile`` (a family member), and how that was told.
+
+    Returns ``(True, how)`` when the device tree names the member's module, ``(False, how)`` when it names another
+    machine or none (not a device of the family), and ``(None, how)`` for a profile of no family (lgdeploy cannot
+    tell).
+    """
+    for family in FAMILIES.values():
+        member = next((m for m in family.members if m.profile == profile), None)
+        if member is None:
+            continue
+        model = read_model(root)
+        if model is None:
+            return False, f"no device tree model string here, so this is not {family.device}"
+        if re.search(member.model, model):
+            return True, f"the device tree says '{model}'"
+        return False, f"the device tree says '{model}'"
+    return None, f"profile {profile} belongs to no device family, so lgdeploy cannot check the device"

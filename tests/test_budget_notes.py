@@ -47,8 +47,16 @@ def test_build_verdict_carries_the_note_only_for_a_measured_miss():
 
 
 def test_target_measurement_adds_and_clears_the_note(tmp_path: Path):
+    import yaml
+
+    from learngene_deploy.profile import load_profile, shipped_profiles_dir
+
+    data = yaml.safe_load((shipped_profiles_dir() / "cpu-host.yaml").read_text())
+    data["name"], data["budgets"]["latency_ms"] = "two-ms", 2.0  # the budget comes from a profile file, not the manifest
+    (tmp_path / "two-ms.yaml").write_text(yaml.safe_dump(data))
+    profile = load_profile(str(tmp_path / "two-ms.yaml"))
     manifest = {
-        "profile": {"name": "cpu-host", "budgets": {"latency_ms": 2.0, "percentile": 90}},
+        "profile": {"name": "two-ms", "sha256": profile.sha256, "source": profile.source},
         "latency": {"predicted_ms": 1.5, "predicted_source": "fit", "measured_ms": None, "percentile": 90},
         "budgets": {"latency": {"budget_ms": 2.0, "percentile": 90, "value_ms": 1.5, "basis": "x", "passed": True}},
     }

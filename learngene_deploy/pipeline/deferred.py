@@ -100,14 +100,10 @@ def device_check(profile: DeviceProfile, *, force: bool, root: Path = Path("/"))
     A profile of a device family (e.g. a Jetson Orin module) is matched against this machine's device-tree model
     string; a host profile matches any machine; for other profiles lgdeploy cannot tell and says so.
     """
-    try:
-        from learngene_deploy import families
-    except ImportError:  # pragma: no cover - the families module ships with the package
-        families = None  # type: ignore[assignment]
+    from learngene_deploy import families
+
     if profile.host:
         return {"matched": True, "how": "a host profile: the machine lgdeploy runs on"}
-    if families is None or not hasattr(families, "member_matches"):
-        return {"matched": None, "how": "lgdeploy cannot identify this device for the profile"}
     matched, how = families.member_matches(profile.name, root=root)
     if matched is False and not force:
         msg = (
@@ -184,9 +180,10 @@ def compile_artifact(
     root = Path(artifact_dir)
     manifest = verify_artifact(root)  # every hash, no extra or special files
     require_awaiting(root, manifest)
-    p = dataclasses.replace(target_profile(manifest, profile), host=True)  # we are on the target now
+    built_for = target_profile(manifest, profile)
+    device = device_check(built_for, force=force, root=device_root)
+    p = dataclasses.replace(built_for, host=True)  # we are on the target now: measure here, INT8 side by side
     _require_runtime(p)
-    device = device_check(p, force=force, root=device_root)
     log("compile", f"profile {p.name} ({p.runtime.backend} {p.runtime.precision}); device: {device['how']}")
     deferred = manifest.section("deferred")
     gate_set = _load_npz(root, manifest.listed(deferred.get("gates", {}).get("file"), "deferred.gates.file"),
