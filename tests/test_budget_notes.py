@@ -52,7 +52,10 @@ def test_target_measurement_adds_and_clears_the_note(tmp_path: Path):
     from learngene_deploy.profile import load_profile, shipped_profiles_dir
 
     data = yaml.safe_load((shipped_profiles_dir() / "cpu-host.yaml").read_text())
-    data["name"], data["budgets"]["latency_ms"] = "two-ms", 2.0  # the budget comes from a profile file, not the manifest
+    data["name"], data["budgets"]["latency_ms"] = (
+        "two-ms",
+        2.0,
+    )  # the budget comes from a profile file, not the manifest
     (tmp_path / "two-ms.yaml").write_text(yaml.safe_dump(data))
     profile = load_profile(str(tmp_path / "two-ms.yaml"))
     manifest = {

@@ -428,13 +428,15 @@ def test_bad_images_skip_or_error(tmp_path: Path) -> None:
     assert "Traceback" not in str(raised.value)
 
 
-def test_special_files_and_symlink_loops_are_skipped(tmp_path: Path) -> None:
+def test_symlink_loops_are_skipped_and_fifos_refused_without_blocking(tmp_path: Path) -> None:
     root = _folder(tmp_path / "ds", {"a": 2, "b": 2})
-    os.mkfifo(root / "a" / "pipe.png")  # reading a FIFO would block forever
-    os.symlink(root / "a", root / "a" / "loop")  # a directory cycle
+    os.symlink(root / "a", root / "a" / "loop")  # a directory cycle: not followed
     data = load_data(root, img_size=8, val_fraction=0.5)
     assert len(data.train) + len(data.val) == 4
     _decode_all(data)
+    os.mkfifo(root / "a" / "pipe.png")  # reading a FIFO would block forever: named, never opened
+    with pytest.raises(DataError, match=r"pipe\.png is named like an image but is a FIFO"):
+        load_data(root, img_size=8, val_fraction=0.5)
 
 
 def _shard(path: Path, samples: list[tuple[str, tuple[int, int, int], str]]) -> None:

@@ -136,10 +136,12 @@ def test_a_read_only_artifact_keeps_the_measurement_in_the_message(
 ) -> None:
     from learngene_deploy.artifact import Manifest
     from learngene_deploy.artifact.store import record_target_benchmark
+    from learngene_deploy.profile import load_profile
 
+    cpu_host = load_profile("cpu-host")
     manifest = Manifest(
         {
-            "profile": {"name": "tiny", "budgets": {"latency_ms": 40.0, "percentile": 90, "batch": 1}},
+            "profile": {"name": "cpu-host", "sha256": cpu_host.sha256},
             "latency": {"predicted_ms": 1.0},
             "budgets": {"latency": {}},
         }

@@ -115,6 +115,7 @@ def load_model(path: str | Path) -> nn.Module:
         with torch.no_grad():
             model.load_state_dict(state)
     except RuntimeError as e:
-        msg = f"{path}: its tensors do not fit the model its metadata describes ({str(e)[:200]}); re-save it."
+        detail = " ".join(str(e).split())[:200]  # one line, however many tensors torch lists
+        msg = f"{path}: its tensors do not fit the model its metadata describes ({detail}); re-save it."
         raise LearngeneError(msg) from e
     return model
