@@ -283,3 +283,36 @@ def test_golden_images_that_do_not_fit_the_model_are_one_sentence(art: Path) -> 
     _rehash(art)
     with pytest.raises(ArtifactError, match=r"cannot run the golden images of shape \(4, 3, 5, 5\)"):
         recheck_artifact(art)
+
+
+def test_bench_on_a_really_read_only_artifact_keeps_the_measurement(tmp_path: Path) -> None:
+    """A read-only bind mount (a real EROFS, not a mock): the message carries what was measured, nothing changes."""
+    import shutil
+    import subprocess
+
+    from learngene_deploy.artifact.store import bench_artifact
+    from learngene_deploy.profile import load_profile
+
+    real = load_profile("cpu-host")
+    runtime = {"backend": "onnxruntime", "precision": "fp32", "threads": 1, "execution_provider": None}
+    budgets = {"latency_ms": real.budgets.latency_ms, "percentile": real.budgets.percentile, "batch": 2}
+    profile = {"name": "cpu-host", "sha256": real.sha256, "runtime": runtime, "budgets": budgets}
+    out = _compiled_artifact(tmp_path / "art", profile)
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    mount = shutil.which("mount")
+    ok = mount and subprocess.run([mount, "--bind", "-o", "ro", str(out), str(mnt)], capture_output=True).returncode
+    if ok != 0:
+        pytest.skip(
+            "cannot bind-mount read-only here (needs root with CAP_SYS_ADMIN); the EROFS path is mocked elsewhere"
+        )
+    try:
+        subprocess.run([mount, "-o", "remount,ro,bind", str(mnt)], check=True, capture_output=True)
+        before = (mnt / "manifest.json").read_bytes()
+        with pytest.raises(ArtifactError) as caught:
+            bench_artifact(mnt, runs=3, rounds=1)
+        message = str(caught.value)
+        assert message.startswith("measured p50 ") and "Read-only file system" in message and "\n" not in message
+        assert (mnt / "manifest.json").read_bytes() == before
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
