@@ -253,10 +253,7 @@ def select(candidates: list[Candidate], profile: Any, *, predictor: LatencyPredi
                 f"machine lgdeploy runs on; re-run `lgdeploy profiles calibrate {profile.name}` here"
             )
     if predictor.kind == "roofline":
-        notes.append(
-            "latency is a roofline estimate from the profile's device facts; "
-            f"run `lgdeploy profiles calibrate {profile.name}` on the device for measured numbers"
-        )
+        notes.append(_roofline_note(profile))
     use = budget_use(predictions, chosen, profile.budgets.latency_ms)
     if use is not None:
         notes.insert(0, budget_use_line(use))
@@ -287,10 +284,7 @@ def pin(
     if not chosen.fits:
         notes.append(pinned_misses_line(chosen))
     if predictor.kind == "roofline":
-        notes.append(
-            "latency is a roofline estimate from the profile's device facts; "
-            f"run `lgdeploy profiles calibrate {profile.name}` on the device for measured numbers"
-        )
+        notes.append(_roofline_note(profile))
     return Selection(
         profile=profile.name,
         predictor=predictor.kind,
@@ -298,6 +292,13 @@ def pin(
         predictions=tuple(predictions),
         notes=tuple(notes),
         pinned=True,
+    )
+
+
+def _roofline_note(profile: Any) -> str:
+    return (
+        "latency is a roofline estimate from the profile's device facts; "
+        f"run `lgdeploy profiles calibrate {profile.name}` on the device for measured numbers"
     )
 
 

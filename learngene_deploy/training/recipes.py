@@ -219,15 +219,7 @@ def _run(
     path = Path(opts.out) / LEARNGENE_FILE
     with distributed(opts.device) as env:
         torch.manual_seed(opts.seed)
-        splits = load_data(
-            opts.data,
-            img_size=opts.img_size,
-            seed=opts.seed,
-            train_limit=opts.train_limit,
-            val_limit=opts.val_limit,
-            on_bad_image=opts.on_bad_image,  # type: ignore[arg-type]
-        )
-        preset = resolve_recipe(opts.recipe, opts.aug or (), images=not getattr(splits.train, "in_memory", False))
+        splits, preset = _data(opts)
         generator, phases, sizes = method(splits)
         cfg = _loop_config(opts, preset, distill)
         teacher = _teacher(opts, splits)
@@ -245,6 +237,19 @@ def _run(
             env=env,
         )
     return Trained(path, result, env.master)
+
+
+def _data(opts: RecipeOptions) -> tuple[DataSplits, Any]:
+    """A recipe's data and its augmentation preset (``auto`` depends on whether the data are images on disk)."""
+    splits = load_data(
+        opts.data,
+        img_size=opts.img_size,
+        seed=opts.seed,
+        train_limit=opts.train_limit,
+        val_limit=opts.val_limit,
+        on_bad_image=opts.on_bad_image,  # type: ignore[arg-type]
+    )
+    return splits, resolve_recipe(opts.recipe, opts.aug or (), images=not getattr(splits.train, "in_memory", False))
 
 
 def _loop_config(opts: RecipeOptions, preset: Any, distill: Literal["ce+kl", "soft"]) -> TrainConfig:
@@ -320,15 +325,7 @@ def train_teacher(opts: TeacherOptions, *, recipe: dict[str, Any] | None = None)
     path = Path(opts.out) / TEACHER_FILE
     with distributed(opts.device) as env:
         torch.manual_seed(opts.seed)
-        splits = load_data(
-            opts.data,
-            img_size=opts.img_size,
-            seed=opts.seed,
-            train_limit=opts.train_limit,
-            val_limit=opts.val_limit,
-            on_bad_image=opts.on_bad_image,  # type: ignore[arg-type]
-        )
-        preset = resolve_recipe(opts.recipe, opts.aug or (), images=not getattr(splits.train, "in_memory", False))
+        splits, preset = _data(opts)
         kwargs: dict[str, Any] = {"num_classes": splits.num_classes, "in_chans": splits.in_chans}
         if opts.output_stride:
             kwargs["output_stride"] = opts.output_stride
