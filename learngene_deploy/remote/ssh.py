@@ -170,13 +170,18 @@ def copy_artifact(client: SshClient, root: Path, manifest: Manifest, remote: str
     log(f"copied {len(rels)} files of {root} to {client.host}:{remote}")
 
 
+def profile_path(remote: str) -> str:
+    """Where the artifact's profile file goes on the box: beside the copy, never inside it (it is not listed)."""
+    return f"{remote}.profile.yaml"
+
+
 def ship_profile(client: SshClient, manifest: Manifest, profile: str | Path | None, remote: str) -> str:
     """Copy the artifact's profile file (found as :func:`trusted_profile` finds it) beside the remote copy, so that
     the box judges by the same profile whatever profiles its own lgdeploy ships; its remote path."""
     from learngene_deploy.artifact.store import trusted_profile
 
     p, _ = trusted_profile(manifest, profile)
-    target = f"{remote}.profile.yaml"
+    target = profile_path(remote)
     argv = [client.scp, "-q", *client.option_args, "--", str(Path(p.source).resolve()), f"{client.host}:{target}"]
     proc = run_tool(argv, timeout_s=client.timeout_s, doing="copying the profile")
     if proc.returncode != 0:
@@ -228,9 +233,10 @@ class SshTarget(Target):
         remote = _remote_path(self.remote_dir, root.resolve().name)
         version = probe_remote_python(client, self.remote_python)
         self.log(f"{self.host}: lgdeploy {version} at {self.remote_python}")
-        copy_artifact(client, root, manifest, remote, self.log)
-        remote_profile = ship_profile(client, manifest, self.profile, remote)
-        try:
+        remote_profile = profile_path(remote)
+        try:  # a copy that fails half-way is removed too
+            copy_artifact(client, root, manifest, remote, self.log)
+            ship_profile(client, manifest, self.profile, remote)
             self._run_bench(client, remote, remote_profile, runs=runs, rounds=rounds)
             fetched = client.run(["cat", f"{remote}/manifest.json"], doing="fetching the remote manifest")
         finally:
@@ -374,9 +380,10 @@ def compile_over_ssh(
     remote = _remote_path(remote_dir, root.resolve().name)
     version = probe_remote_python(client, remote_python)
     log(f"{host}: lgdeploy {version} at {remote_python}")
-    copy_artifact(client, root, manifest, remote, log)
-    remote_profile = ship_profile(client, manifest, profile, remote)
-    try:
+    remote_profile = profile_path(remote)
+    try:  # a copy that fails half-way is removed too
+        copy_artifact(client, root, manifest, remote, log)
+        ship_profile(client, manifest, profile, remote)
         argv = [remote_python, "-m", "learngene_deploy", "compile", remote, "--profile", remote_profile, *options]
         proc = client.run([*argv, *(["--force"] if force else [])], doing="running `lgdeploy compile`", check=False)
         if proc.returncode == 255:
@@ -420,7 +427,8 @@ def compile_over_ssh(
             }
             header = ("files", "schema_version", "toolkit_version", "created")
             writer.finalize({k: v for k, v in done.items() if k not in header})
-        log(f"fetched {len(added)} compiled files from {host}: {', '.join(added)}")
+        fetched = f"fetched {', '.join(added)}" if added else "nothing to fetch (the compiled model is model.onnx)"
+        log(f"{fetched}; {root} is complete")
     finally:
         if not keep_remote:
             client.run(["rm", "-rf", remote, remote_profile], doing=f"removing {remote}", check=False)
