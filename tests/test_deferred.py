@@ -77,6 +77,7 @@ def test_deferred_build_ships_what_the_target_needs(awaiting: Path) -> None:
     assert any("lgdeploy compile" in s["reason"] for s in manifest["skipped"])
     # an artifact awaiting its compile verifies (model.onnx on ONNX Runtime against the golden logits)
     assert Artifact(awaiting).verify()["top1_agreement"] == 1.0
+    assert "awaits `lgdeploy compile` on the target" in (awaiting / "report.md").read_text()
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "auto"])
@@ -99,6 +100,8 @@ def test_compile_finishes_the_artifact_in_place(learngene: Path, tmp_path: Path,
     assert after["benchmark"]["measured_on"] == "target" and after["latency"]["measured_ms"] > 0
     assert after["budgets"]["latency"]["basis"] and not any(s["stage"] == "compile" for s in after["skipped"])
     assert Artifact(art).verify()["candidate"].startswith(after["compile"]["backend"])
+    report = (art / "report.md").read_text()
+    assert "status: **complete**" in report and "- compile: on the target" in report
     assert not list(art.parent.glob(".cpu-host.*")), "no partial or replaced directory is left behind"
 
 
@@ -178,6 +181,7 @@ def test_compile_over_ssh_fetches_the_compiled_files(sshd: dict, awaiting: Path,
     after = verify_artifact(art)
     assert after["status"] == "complete" and set(after["compile"]["files"]) <= set(after["files"])
     assert after["deferred"]["completed"]["via"]["method"] == "ssh"
+    assert f"over ssh from {sshd['host']}" in (art / "report.md").read_text()
     assert Artifact(art).verify()["top1_agreement"] == 1.0
     assert not any(remote_dir.iterdir()), "the remote copy is removed afterwards"
 

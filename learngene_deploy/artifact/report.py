@@ -132,6 +132,7 @@ def report_markdown(manifest: dict[str, Any]) -> str:
         f"patch {arch['patch_size']}, input {arch['img_size']}×{arch['img_size']}, {arch['num_classes']} classes",
         f"- fine-tune: {ft['steps']} steps on {ft['data'].get('name', '?')}; top-1 before "
         f"{_fmt(ft['top1_before'], '.2%')}, after {_fmt(ft['top1_after'], '.2%')}",
+        *_deferred_lines(manifest.get("deferred")),
         "",
         "## Budgets",
         "",
@@ -251,6 +252,18 @@ def _runtime_lines(manifest: dict[str, Any]) -> list[str]:
             f"reported by `{execution['reported_by']}`).",
         ]
     return lines
+
+
+def _deferred_lines(deferred: dict[str, Any] | None) -> list[str]:
+    """Where the compile happened (or that it awaits the target)."""
+    if not deferred:
+        return []
+    done = deferred.get("completed")
+    if not done:
+        return [f"- compile: awaits `lgdeploy compile` on the target ({deferred.get('reason', '?')})"]
+    host = done.get("host", {}).get("hostname", "?")
+    via = f" over ssh from {done['via']['host']}" if done.get("via") else ""
+    return [f"- compile: on the target {host}{via}, {done.get('at', '?')}; device check: {done['device']['how']}"]
 
 
 def write_report(directory: Path, manifest: dict[str, Any], selection: Any) -> None:

@@ -172,6 +172,7 @@ def compile_artifact(
         VerificationError: the compiled model fails a gate (the artifact is left as it was).
     """
     from learngene_deploy.artifact import ArtifactWriter
+    from learngene_deploy.artifact.report import report_markdown
     from learngene_deploy.artifact.store import verify_artifact
     from learngene_deploy.artifact.writer import files_table
     from learngene_deploy.pipeline import stages
@@ -219,7 +220,9 @@ def compile_artifact(
         )
         onnx = SimpleNamespace(simplified=SimpleNamespace(path=writer.path / "model.onnx"))
         runtime = stages.compile_and_bench(onnx, p, dataclasses.replace(opts, defer_compile=False), ctx)  # type: ignore[arg-type]
-        final = writer.finalize(_completed(dict(manifest), runtime, p, ctx, device, started))
+        done = _completed(dict(manifest), runtime, p, ctx, device, started)
+        (writer.path / "report.md").write_text(report_markdown(done))  # the report says where it was compiled
+        final = writer.finalize(done)
     return final
 
 

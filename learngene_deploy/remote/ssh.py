@@ -369,6 +369,7 @@ def compile_over_ssh(
         ArtifactError: the local artifact does not verify or is not awaiting its compile.
     """
     from learngene_deploy.artifact.manifest import check_relative
+    from learngene_deploy.artifact.report import report_markdown
     from learngene_deploy.artifact.store import verify_artifact
     from learngene_deploy.artifact.writer import ArtifactWriter, files_table
     from learngene_deploy.pipeline.deferred import require_awaiting
@@ -426,7 +427,9 @@ def compile_over_ssh(
                 "remote_toolkit_version": version,
             }
             header = ("files", "schema_version", "toolkit_version", "created")
-            writer.finalize({k: v for k, v in done.items() if k not in header})
+            done = {k: v for k, v in done.items() if k not in header}
+            (writer.path / "report.md").write_text(report_markdown(done))  # now naming the ssh route too
+            writer.finalize(done)
         fetched = f"fetched {', '.join(added)}" if added else "nothing to fetch (the compiled model is model.onnx)"
         log(f"{fetched}; {root} is complete")
     finally:
