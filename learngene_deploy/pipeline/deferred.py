@@ -36,6 +36,7 @@ AWAITING_COMPILE = "awaiting-compile"
 GATES_FILE = "gates.npz"  # the target's gate set: images (float16), PyTorch logits of exactly those, labels
 CALIBRATION_FILE = "calibration.npz"  # INT8 only: fine-tune (training) images and labels, never the gate images
 MAX_GATE_BYTES = 1 << 30  # what np.load may read from one gate file
+REWRITTEN = ("report.md",)  # the one file of the build that compile rewrites (a summary of the manifest)
 
 
 def defer(ctx: BuildContext, profile: DeviceProfile, reason: str) -> dict[str, Any]:

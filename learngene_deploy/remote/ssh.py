@@ -372,7 +372,7 @@ def compile_over_ssh(
     from learngene_deploy.artifact.report import report_markdown
     from learngene_deploy.artifact.store import verify_artifact
     from learngene_deploy.artifact.writer import ArtifactWriter, files_table
-    from learngene_deploy.pipeline.deferred import require_awaiting
+    from learngene_deploy.pipeline.deferred import REWRITTEN, require_awaiting
 
     root = Path(artifact_dir)
     manifest = verify_artifact(root)
@@ -400,20 +400,21 @@ def compile_over_ssh(
         try:
             done = json.loads(text)
             files = done["files"]
-            changed = [rel for rel, entry in manifest["files"].items() if files.get(rel) != entry]
+            kept = {rel: entry for rel, entry in manifest["files"].items() if rel not in REWRITTEN}
+            changed = [rel for rel, entry in kept.items() if files.get(rel) != entry]
             added = [check_relative(rel, f"the file {rel!r}", Path(f"{host}:{remote}/manifest.json")) for rel in files]
-            added = [rel for rel in added if rel not in manifest["files"]]
+            added = [rel for rel in added if rel not in kept and rel not in REWRITTEN]
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
             raise RemoteError(f"the manifest fetched from {host}:{remote} is not an lgdeploy manifest ({e}).") from e
         if done.get("status") != "complete" or changed:
             why = f"it changed {', '.join(changed)}" if changed else f"its status is {done.get('status')!r}"
             raise RemoteError(f"the box's compiled artifact cannot be taken back: {why}; the local one is unchanged.")
         with ArtifactWriter(root, force=True) as writer:
-            for rel in manifest["files"]:
+            for rel in kept:
                 (writer.path / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(root / rel, writer.path / rel)
             fetch_files(client, remote, added, writer.path)
-            if files_table(writer.path) != files:
+            if files_table(writer.path) != {rel: e for rel, e in files.items() if rel not in REWRITTEN}:
                 msg = (
                     f"the files fetched from {host}:{remote} do not match the box's manifest; the local artifact is "
                     "unchanged."
