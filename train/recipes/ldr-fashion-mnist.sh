@@ -8,4 +8,4 @@ set -euo pipefail
 TEACHER="${TEACHER:-runs/teacher-fashion-mnist/teacher.safetensors}"
 exec lgdeploy train ldr --data fashion-mnist --out "${OUT:-runs/ldr-fashion-mnist}" \
     --img-size 28 --patch-size 7 --embed-dim 96 --depth 6 --num-heads 6 --layout avg --genes 4 --stages 1,2,4 \
-    --epochs 3 --batch-size 128 --lr 2e-3 --teacher "$TEACHER" --recipe none --seed 0 "$@"
+    --epochs 2 --batch-size 128 --lr 2e-3 --teacher "$TEACHER" --recipe none --seed 0 "$@"
