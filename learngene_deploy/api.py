@@ -241,7 +241,8 @@ class Artifact:
 
     @property
     def status(self) -> str:
-        """``complete``, or ``complete-with-skipped-steps`` (e.g. the runtime was missing on the build machine)."""
+        """``complete``, ``awaiting-compile`` (the profile's runtime was missing on the build machine, or
+        ``--defer-compile``: finish it with ``lgdeploy compile``) or ``complete-with-skipped-steps``."""
         return str(self.manifest.get("status"))
 
     @property
