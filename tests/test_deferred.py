@@ -18,7 +18,8 @@ from learngene_deploy.errors import ArtifactError, ConfigError, VerificationErro
 from learngene_deploy.learngene.io import save_learngene
 from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
-from learngene_deploy.pipeline.deferred import AWAITING_COMPILE, CALIBRATION_FILE, GATES_FILE, compile_artifact
+from learngene_deploy.pipeline.deferred import compile_artifact
+from learngene_deploy.pipeline.gateset import AWAITING_COMPILE, CALIBRATION_FILE, GATES_FILE
 from learngene_deploy.pipeline.run import BuildOptions, build
 
 pytestmark = pytest.mark.slow

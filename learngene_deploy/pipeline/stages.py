@@ -441,7 +441,7 @@ def compile_and_bench(
     planned = rules.plan(rt.backend, precision, host=profile.host)
     missing = {p.backend: get_backend(p.backend).unavailable_reason() for p in planned}
     if opts.defer_compile or all(missing.values()):  # compile on the target: ship what it needs to finish
-        from learngene_deploy.pipeline.deferred import defer
+        from learngene_deploy.pipeline.gateset import defer
 
         reason = (
             "deferred by --defer-compile"
@@ -752,7 +752,7 @@ def manifest_for(
 
 def status_of(runtime: Runtime) -> str:
     """An artifact's status: complete, awaiting its compile on the target, or complete with skipped steps."""
-    from learngene_deploy.pipeline.deferred import AWAITING_COMPILE
+    from learngene_deploy.pipeline.gateset import AWAITING_COMPILE
 
     if runtime.deferred is not None:
         return AWAITING_COMPILE

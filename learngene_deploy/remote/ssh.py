@@ -27,6 +27,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from learngene_deploy.artifact.manifest import Manifest
 from learngene_deploy.bench import LatencyStats
@@ -368,11 +369,8 @@ def compile_over_ssh(
             match.
         ArtifactError: the local artifact does not verify or is not awaiting its compile.
     """
-    from learngene_deploy.artifact.manifest import check_relative
-    from learngene_deploy.artifact.report import report_markdown
     from learngene_deploy.artifact.store import verify_artifact
-    from learngene_deploy.artifact.writer import ArtifactWriter, files_table
-    from learngene_deploy.pipeline.deferred import REWRITTEN, require_awaiting
+    from learngene_deploy.pipeline.deferred import require_awaiting
 
     root = Path(artifact_dir)
     manifest = verify_artifact(root)
@@ -396,44 +394,58 @@ def compile_over_ssh(
             )
             raise RemoteError(msg)
         log(f"{host}: {last_line(proc.stdout)}")
-        text = client.run(["cat", f"{remote}/manifest.json"], doing="fetching the remote manifest").stdout
-        try:
-            done = json.loads(text)
-            files = done["files"]
-            kept = {rel: entry for rel, entry in manifest["files"].items() if rel not in REWRITTEN}
-            changed = [rel for rel, entry in kept.items() if files.get(rel) != entry]
-            added = [check_relative(rel, f"the file {rel!r}", Path(f"{host}:{remote}/manifest.json")) for rel in files]
-            added = [rel for rel in added if rel not in kept and rel not in REWRITTEN]
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-            raise RemoteError(f"the manifest fetched from {host}:{remote} is not an lgdeploy manifest ({e}).") from e
-        if done.get("status") != "complete" or changed:
-            why = f"it changed {', '.join(changed)}" if changed else f"its status is {done.get('status')!r}"
-            raise RemoteError(f"the box's compiled artifact cannot be taken back: {why}; the local one is unchanged.")
-        with ArtifactWriter(root, force=True) as writer:
-            for rel in kept:
-                (writer.path / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(root / rel, writer.path / rel)
-            fetch_files(client, remote, added, writer.path)
-            if files_table(writer.path) != {rel: e for rel, e in files.items() if rel not in REWRITTEN}:
-                msg = (
-                    f"the files fetched from {host}:{remote} do not match the box's manifest; the local artifact is "
-                    "unchanged."
-                )
-                raise RemoteError(msg)
-            done["deferred"]["completed"]["via"] = {
-                "method": "ssh",
-                "host": host,
-                "remote_dir": remote,
-                "remote_python": remote_python,
-                "remote_toolkit_version": version,
-            }
-            header = ("files", "schema_version", "toolkit_version", "created")
-            done = {k: v for k, v in done.items() if k not in header}
-            (writer.path / "report.md").write_text(report_markdown(done))  # now naming the ssh route too
-            writer.finalize(done)
+        via = {
+            "method": "ssh",
+            "host": host,
+            "remote_dir": remote,
+            "remote_python": remote_python,
+            "remote_toolkit_version": version,
+        }
+        added = _take_back(client, root, manifest, remote, via)
         fetched = f"fetched {', '.join(added)}" if added else "nothing to fetch (the compiled model is model.onnx)"
         log(f"{fetched}; {root} is complete")
     finally:
         if not keep_remote:
             client.run(["rm", "-rf", remote, remote_profile], doing=f"removing {remote}", check=False)
     return root
+
+
+def _take_back(client: SshClient, root: Path, manifest: Manifest, remote: str, via: dict[str, Any]) -> list[str]:
+    """Swap the box's finished copy into ``root`` in one step; the files it added.
+
+    The box may add files, never change the build's (only the report, a summary of the manifest, is rewritten);
+    every fetched file must match the hash the box recorded.
+    """
+    from learngene_deploy.artifact.manifest import check_relative
+    from learngene_deploy.artifact.report import report_markdown
+    from learngene_deploy.artifact.writer import ArtifactWriter, files_table
+    from learngene_deploy.pipeline.deferred import REWRITTEN
+
+    host = client.host
+    text = client.run(["cat", f"{remote}/manifest.json"], doing="fetching the remote manifest").stdout
+    try:
+        done = json.loads(text)
+        files = done["files"]
+        kept = {rel: entry for rel, entry in manifest["files"].items() if rel not in REWRITTEN}
+        changed = [rel for rel, entry in kept.items() if files.get(rel) != entry]
+        added = [check_relative(rel, f"the file {rel!r}", Path(f"{host}:{remote}/manifest.json")) for rel in files]
+        added = [rel for rel in added if rel not in kept and rel not in REWRITTEN]
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise RemoteError(f"the manifest fetched from {host}:{remote} is not an lgdeploy manifest ({e}).") from e
+    if done.get("status") != "complete" or changed:
+        why = f"it changed {', '.join(changed)}" if changed else f"its status is {done.get('status')!r}"
+        raise RemoteError(f"the box's compiled artifact cannot be taken back: {why}; the local one is unchanged.")
+    with ArtifactWriter(root, force=True) as writer:
+        for rel in kept:
+            (writer.path / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, writer.path / rel)
+        fetch_files(client, remote, added, writer.path)
+        if files_table(writer.path) != {rel: e for rel, e in files.items() if rel not in REWRITTEN}:
+            msg = f"the files fetched from {host}:{remote} do not match the box's manifest; the local one is unchanged."
+            raise RemoteError(msg)
+        done["deferred"]["completed"]["via"] = via
+        header = ("files", "schema_version", "toolkit_version", "created")
+        done = {k: v for k, v in done.items() if k not in header}
+        (writer.path / "report.md").write_text(report_markdown(done))  # now naming the ssh route too
+        writer.finalize(done)
+    return added
