@@ -227,3 +227,22 @@ def test_tensorrt_compile_on_a_machine_with_tensorrt(learngene: Path, tmp_path: 
     art = _deferred(learngene, tmp_path / "cpu-host", backend="tensorrt", precision="fp16")
     compile_artifact(art, _opts(), force=True)
     assert verify_artifact(art)["compile"]["backend"] == "tensorrt"
+
+
+def test_compile_over_ssh_never_replaces_a_remote_directory_that_is_not_an_artifact(
+    sshd: dict, awaiting: Path, tmp_path: Path
+) -> None:
+    from learngene_deploy.errors import RemoteError
+    from learngene_deploy.remote.ssh import compile_over_ssh
+
+    precious = tmp_path / "remote" / "cpu-host"
+    precious.mkdir(parents=True)
+    (precious / "notes.txt").write_text("keep me")
+    art = Path(shutil.copytree(awaiting, tmp_path / "cpu-host"))
+    with pytest.raises(RemoteError, match="not an lgdeploy artifact"):
+        compile_over_ssh(
+            art, sshd["host"], remote_python=sys.executable, remote_dir=str(tmp_path / "remote"),
+            ssh_options=sshd["options"],
+        )  # fmt: skip
+    assert (precious / "notes.txt").read_text() == "keep me"
+    assert verify_artifact(art)["status"] == AWAITING_COMPILE

@@ -153,12 +153,16 @@ def fetch_files(client: SshClient, remote: str, rels: Sequence[str], local_root:
             raise _ssh_failure(client.host, proc, f"fetching the compiled files from {remote}")
 
 
-def copy_artifact(client: SshClient, root: Path, manifest: Manifest, remote: str, log: Log = quiet) -> None:
-    """Copy the artifact's listed files and its manifest to ``remote``, replacing an earlier copy but never a
-    directory that is no artifact."""
+def _listed(manifest: Manifest) -> list[str]:
     from learngene_deploy.artifact.writer import MANIFEST
 
-    rels = [*manifest["files"], MANIFEST]  # verified: relative, inside, regular files
+    return [*manifest["files"], MANIFEST]  # verified: relative, inside, regular files
+
+
+def prepare_remote(client: SshClient, manifest: Manifest, remote: str) -> None:
+    """Make ``remote`` an empty directory tree for the artifact's files, replacing an earlier copy but never a
+    directory that is no artifact (refused before anything there is touched)."""
+    rels = _listed(manifest)
     q = shlex.quote(remote)
     subdirs = sorted({f"{remote}/{rel.rpartition('/')[0]}" for rel in rels if "/" in rel})
     make = " ".join(shlex.quote(d) for d in [remote, *subdirs])
@@ -167,6 +171,11 @@ def copy_artifact(client: SshClient, root: Path, manifest: Manifest, remote: str
         f"exit 3; fi; rm -rf {q} && mkdir -p {make}"
     )
     client.shell(prepare, doing=f"preparing {remote}")
+
+
+def copy_artifact(client: SshClient, root: Path, manifest: Manifest, remote: str, log: Log = quiet) -> None:
+    """Copy the artifact's listed files and its manifest into ``remote`` (made by :func:`prepare_remote`)."""
+    rels = _listed(manifest)
     client.copy_files(root, rels, remote)
     log(f"copied {len(rels)} files of {root} to {client.host}:{remote}")
 
@@ -235,7 +244,8 @@ class SshTarget(Target):
         version = probe_remote_python(client, self.remote_python)
         self.log(f"{self.host}: lgdeploy {version} at {self.remote_python}")
         remote_profile = profile_path(remote)
-        try:  # a copy that fails half-way is removed too
+        prepare_remote(client, manifest, remote)  # refuses a directory that is no artifact, touching nothing
+        try:  # from here the remote directory is ours: removed even when the copy fails half-way
             copy_artifact(client, root, manifest, remote, self.log)
             ship_profile(client, manifest, self.profile, remote)
             self._run_bench(client, remote, remote_profile, runs=runs, rounds=rounds)
@@ -380,7 +390,8 @@ def compile_over_ssh(
     version = probe_remote_python(client, remote_python)
     log(f"{host}: lgdeploy {version} at {remote_python}")
     remote_profile = profile_path(remote)
-    try:  # a copy that fails half-way is removed too
+    prepare_remote(client, manifest, remote)  # refuses a directory that is no artifact, touching nothing
+    try:  # from here the remote directory is ours: removed even when the copy fails half-way
         copy_artifact(client, root, manifest, remote, log)
         ship_profile(client, manifest, profile, remote)
         argv = [remote_python, "-m", "learngene_deploy", "compile", remote, "--profile", remote_profile, *options]
