@@ -44,6 +44,21 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def cpu_family() -> str:
+    """The CPU's vendor, family and model numbers from /proc/cpuinfo, e.g. ``AuthenticAMD 25/17`` (AMD family 25 is
+    Zen 3/4, 26 is Zen 5): the model name of a virtual machine often says only "AMD EPYC"."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+        if not line.strip():
+            break
+    return f"{fields.get('vendor_id', '')} {fields.get('cpu family', '?')}/{fields.get('model', '?')}".strip()
+
+
 def _torch_threads() -> int:
     import torch
 
@@ -60,6 +75,7 @@ HOST_FACTS = {
     "machine": platform.machine,
     "processor": platform.processor,
     "cpu": cpu_model,
+    "cpu_family": cpu_family,
     "cpus": os.cpu_count,
     "logical_cpus": os.cpu_count,
     "threads": _torch_threads,

@@ -421,7 +421,7 @@ def main() -> None:
         {
             "mode": "smoke" if smoke else "full",
             "command": command_line(),
-            "host": host_facts("machine", "cpu", "logical_cpus", "torch"),
+            "host": host_facts("machine", "cpu", "cpu_family", "logical_cpus", "torch"),
             "load_average": {"start": list(load_start), "end": list(load_end)},
             "peak": {"samples": peaks, "used_gflops": peak, "how": "numpy matmul, OPENBLAS_CORETYPE/L2_SIZE unset"},
             "settings": arguments(args),
