@@ -65,7 +65,8 @@ def train_flops(arch: ArchSpec) -> float:
 
 
 def learngene_arm(gen, size, data, cfg: TrainConfig, transfer: bool) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """The Des-Net recomposed from the learngene: evaluated directly, then after 1 epoch of fine-tuning."""
+    """The Des-Net recomposed from the learngene: evaluated directly, then after 1 epoch of fine-tuning (``cfg``: the
+    fine-tune's recipe, whose lr may differ from the scratch arm's)."""
     torch.manual_seed(cfg.seed)
     model = gen.recompose(**size)
     if transfer or model.num_classes != data.num_classes:
@@ -127,18 +128,18 @@ def earlier_scratch(path: Path | None, setting: dict[str, Any]) -> dict[str, dic
 
 
 def scratch_setting(data_info: dict[str, Any], recipe: dict[str, Any], epochs: int) -> dict[str, Any]:
-    keys = ("name", "train_size", "val_size", "fingerprint", "img_size")
+    keys = ("name", "train_size", "val_size", "fingerprint", "img_size", "holdout")
     return {**{k: data_info.get(k) for k in keys}, **recipe, "epochs": epochs}
 
 
-def run_size(gen, size, data, cfg, epochs, transfer, work, arms, reuse) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def run_size(gen, size, data, cfg, ft_lr, epochs, transfer, work, arms, reuse) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     arch, _ = gen.generate(**size)
     if transfer or arch.num_classes != data.num_classes:
         arch = arch.replace(num_classes=data.num_classes)
     row: dict[str, Any] = {"size": size, "arch": arch.to_dict(), "params": count_params(arch).total}
     row["train_gflops_per_image"] = train_flops(arch) / 1e9
     if "learngene" in arms:
-        row.update(learngene_arm(gen, size, data, cfg, transfer))
+        row.update(learngene_arm(gen, size, data, replace(cfg, lr=ft_lr), transfer))
     if "scratch" in arms:
         import json
 
@@ -149,6 +150,22 @@ def run_size(gen, size, data, cfg, epochs, transfer, work, arms, reuse) -> dict[
         else:
             row.update(scratch_arm(arch, data, cfg, epochs, work, label(size)))
     return row
+
+
+def hold_out(data, n: int, seed: int):  # type: ignore[no-untyped-def]
+    """``data`` with its validation split replaced by ``n`` seeded training images, which leave the training split.
+
+    For choosing settings without the test images. The learngene itself may have trained on these images (the
+    shipped ones saw the whole Fashion-MNIST training split), which favours settings that change it least.
+    """
+    import numpy as np
+
+    if not 0 < n < len(data.train):
+        sys.exit(f"--holdout {n}: pass a number of images between 1 and {len(data.train) - 1}.")
+    order = np.random.default_rng(seed).permutation(len(data.train))
+    info = {**data.info, "val_size": n, "train_size": len(data.train) - n, "holdout": {"images": n, "seed": seed}}
+    train, val = data.train.subset(np.sort(order[n:])), data.train.subset(np.sort(order[:n]))
+    return replace(data, train=train, val=val, info=info)
 
 
 def epochs_to_reach(row: dict[str, Any], target: float) -> int | None:
@@ -219,7 +236,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default=None, help=f"depthxwidth (LeTs) or depthxgenes (LDR); default {FULL_SIZES}")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the long scratch schedule")
     parser.add_argument("--batch-size", type=int, default=None, help="default 128 (32 below 2k images)")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak lr of the scratch arm (default 1e-3)")
+    parser.add_argument(
+        "--finetune-lr",
+        type=float,
+        default=None,
+        help="peak lr of the learngene arm's 1-epoch fine-tune (default: --lr); a recomposed net starts trained, and "
+        "the seeds fine-tune Des-Nets at a far lower lr than they train (LeTs: 1e-5 vs 5e-4)",
+    )
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=None,
+        help="evaluate on N seeded training images held out of training instead of the validation split (to choose "
+        "settings such as --finetune-lr without looking at the test images)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--val-limit", type=int, default=None)
@@ -255,15 +286,18 @@ def main(argv: list[str] | None = None) -> None:
     data = load_data(
         args.data, img_size=arch.img_size, seed=args.seed, train_limit=args.train_limit, val_limit=args.val_limit
     )
+    if args.holdout:
+        data = hold_out(data, args.holdout, args.seed)
     if data.in_chans != arch.in_chans:
         sys.exit(f"{args.data} has {data.in_chans} channels but the learngene expects {arch.in_chans}.")
     transfer = data.info["name"] != meta["training"]["data"]["name"]
     batch = args.batch_size or (32 if len(data.train) < 2_000 else 128)  # digits: 1,437 images
     cfg = TrainConfig(batch_size=batch, lr=args.lr, seed=args.seed, progress=False, recipe=args.recipe)
+    ft_lr = args.finetune_lr if args.finetune_lr is not None else args.lr
     meta["stored_params"] = sum(p.numel() for p in gen.parameters())
     print(
         f"{path.name} ({meta['method']}) -> {data.info['name']}: {len(data.train)} train / {len(data.val)} val images,"
-        f" batch {batch}, lr {args.lr}, recipe {args.recipe},"
+        f" batch {batch}, lr {args.lr} (learngene fine-tune {ft_lr}), recipe {args.recipe},"
         f" {'transfer (fresh head)' if transfer else 'same dataset'}",
         flush=True,
     )
@@ -274,12 +308,13 @@ def main(argv: list[str] | None = None) -> None:
         "seed": args.seed,
         "augmentation": get_preset(args.recipe).to_dict(),
     }
+    learngene_recipe = {**recipe_record, "lr": ft_lr, "epochs": 1}
     reuse = earlier_scratch(args.scratch_from, scratch_setting(data.info, recipe_record, args.epochs))
     rows = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lgd-bench-") as work:
         for size in sizes:
-            rows.append(run_size(gen, size, data, cfg, args.epochs, transfer, Path(work), arms, reuse))
+            rows.append(run_size(gen, size, data, cfg, ft_lr, args.epochs, transfer, Path(work), arms, reuse))
             r = rows[-1]
             print(f"{label(size)}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in r.items() if _is_top1(k)), flush=True)
     e = args.epochs
@@ -296,6 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         "data": data.info,
         "transfer": transfer,
         "recipe": recipe_record,
+        "learngene_recipe": learngene_recipe,
         "epochs": e,
         "rows": rows,
         "cost": None,
@@ -303,6 +339,8 @@ def main(argv: list[str] | None = None) -> None:
         "host": host_facts("machine", "threads", "torch"),
     }
     recipe = f"_{args.recipe}" if args.recipe != "none" else ""
+    recipe += f"_holdout{args.holdout}" if args.holdout else ""
+    recipe += f"_ftlr{ft_lr:g}" if ft_lr != args.lr else ""
     arm = "" if arms == {"learngene", "scratch"} else f"_{next(iter(arms))}_only"
     name = f"learngene_vs_scratch_{data.info['name']}{'_quick' if args.quick else ''}{recipe}{arm}.json"
     out = args.out or RESULTS / name
@@ -310,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
         write_json(out, report)
         print(f"wrote {out} (one arm only: no comparison tables)")
         return
-    print(f"\ntop-1 % on {len(data.val)} {data.info['name']} validation images")
+    evaluated_on = "held-out training" if args.holdout else "validation"
+    print(f"\ntop-1 % on {len(data.val)} {data.info['name']} {evaluated_on} images")
     head = f"{'size':>6} {'params':>8} {'lg 0ep':>7} {'lg 1ep':>7} {'scr 1ep':>8} {f'scr {e}ep':>8}"
     head += f" {'lg1-scr' + str(e):>9}"
     print(head)

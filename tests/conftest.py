@@ -24,6 +24,32 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def make_tiny_learngene(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Make (once per architecture) a 2-gene LDR learngene with a made-up accuracy table for every depth and gene
+    count: a fast stand-in for build tests. Call it with the Aux-Net's ``ArchSpec``; treat the file as read-only."""
+    made: dict[str, Path] = {}
+
+    def make(arch) -> Path:  # type: ignore[no-untyped-def]
+        import json
+
+        import torch
+
+        from learngene_deploy.learngene.io import save_learngene
+        from learngene_deploy.learngene.ldr import LDRGenerator
+
+        key = json.dumps(arch.to_dict(), sort_keys=True)
+        if key not in made:
+            torch.manual_seed(0)
+            depths = range(1, arch.depth + 1)
+            rows = [{"depth": d, "genes": k, "top1": 0.1 * d + 0.01 * k} for d in depths for k in (1, 2)]
+            folder = tmp_path_factory.mktemp("lg")
+            made[key] = save_learngene(folder / "tiny.safetensors", LDRGenerator(arch, 2), accuracy=rows)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def lgdeploy_argv() -> list[str]:
     """argv prefix that runs the installed `lgdeploy` console script (falls back to `python -m`)."""
     script = Path(sys.executable).parent / "lgdeploy"

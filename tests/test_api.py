@@ -14,8 +14,6 @@ from PIL import Image
 
 import learngene_deploy as lgd
 from learngene_deploy.errors import ArtifactError, ConfigError, LearngeneError, ProfileError, SelectionError
-from learngene_deploy.learngene.io import save_learngene
-from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,10 +64,8 @@ def test_select_chooses_or_evaluates_a_given_size() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_learngene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    rows = [{"depth": d, "genes": k, "top1": 0.1 * d + 0.01 * k} for d in (1, 2, 3) for k in (1, 2)]
-    return save_learngene(tmp_path_factory.mktemp("lg") / "tiny.safetensors", LDRGenerator(TINY, 2), accuracy=rows)
+def tiny_learngene(make_tiny_learngene) -> Path:  # type: ignore[no-untyped-def]
+    return make_tiny_learngene(TINY)
 
 
 @pytest.mark.slow

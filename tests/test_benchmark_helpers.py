@@ -107,3 +107,20 @@ def test_runtimes_judge_reads_the_three_targets():
     largest = targets["openvino_fp32_fraction_of_peak_largest"]
     assert largest["shape"] == "5x384" and largest["met"]
     assert runtimes.fraction(2.0, 10.0, 400.0) == pytest.approx((200.0, 0.5))
+
+
+def test_hold_out_moves_seeded_training_images_to_validation():
+    from benchmarks.learngene_vs_scratch import hold_out, scratch_setting
+    from learngene_deploy.data import load_data
+
+    data = load_data("digits", img_size=8, train_limit=200, val_limit=50)
+    held = hold_out(data, 40, seed=3)
+    assert len(held.val) == 40 and len(held.train) == len(data.train) - 40
+    train_rows, val_rows = set(held.train.rows.tolist()), set(held.val.rows.tolist())
+    assert not train_rows & val_rows and train_rows | val_rows == set(data.train.rows.tolist())
+    assert set(hold_out(data, 40, seed=4).val.rows.tolist()) != val_rows  # seeded
+    assert held.info["holdout"] == {"images": 40, "seed": 3}
+    # a scratch arm measured on the held-out split is never reused for the validation split, or the reverse
+    assert scratch_setting(held.info, {}, 10) != scratch_setting(data.info, {}, 10)
+    with pytest.raises(SystemExit, match="--holdout"):
+        hold_out(data, len(data.train), seed=0)

@@ -10,13 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from learngene_deploy.api import Artifact
 from learngene_deploy.artifact import verify_artifact
 from learngene_deploy.errors import ArtifactError, ConfigError, VerificationError
-from learngene_deploy.learngene.io import save_learngene
-from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.pipeline.deferred import compile_artifact
 from learngene_deploy.pipeline.gateset import AWAITING_COMPILE, CALIBRATION_FILE, GATES_FILE
@@ -29,10 +26,8 @@ FAST = {"bench_runs": 5, "bench_rounds": 1, "bench_min_time_s": 0.05}
 
 
 @pytest.fixture(scope="module")
-def learngene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    rows = [{"depth": d, "genes": k, "top1": 0.1 * d + 0.01 * k} for d in (1, 2) for k in (1, 2)]
-    return save_learngene(tmp_path_factory.mktemp("lg") / "tiny.safetensors", LDRGenerator(TINY, 2), accuracy=rows)
+def learngene(make_tiny_learngene) -> Path:  # type: ignore[no-untyped-def]
+    return make_tiny_learngene(TINY)
 
 
 def _deferred(learngene: Path, out: Path, **kw: object) -> Path:

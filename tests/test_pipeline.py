@@ -11,8 +11,6 @@ import torch
 
 from learngene_deploy.artifact import PARTIAL_MARK, verify_artifact
 from learngene_deploy.errors import ArtifactError, ConfigError, VerificationError
-from learngene_deploy.learngene.io import save_learngene
-from learngene_deploy.learngene.ldr import LDRGenerator
 from learngene_deploy.models.vit import ArchSpec
 from learngene_deploy.pipeline.run import BuildOptions, build
 from learngene_deploy.profile import resolve_profile
@@ -24,11 +22,8 @@ TINY = ArchSpec(img_size=16, patch_size=4, in_chans=3, num_classes=10, embed_dim
 
 
 @pytest.fixture(scope="module")
-def learngene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    generator = LDRGenerator(TINY, 2)
-    rows = [{"depth": d, "genes": k, "top1": 0.1 * d + 0.01 * k} for d in (1, 2, 3) for k in (1, 2)]
-    return save_learngene(tmp_path_factory.mktemp("lg") / "tiny.safetensors", generator, accuracy=rows)
+def learngene(make_tiny_learngene) -> Path:  # type: ignore[no-untyped-def]
+    return make_tiny_learngene(TINY)
 
 
 def _opts(learngene: Path, out: Path, **kw) -> BuildOptions:
@@ -93,7 +88,15 @@ def test_build_cpu_host_writes_a_verified_artifact(learngene: Path, tmp_path: Pa
     props = {p.key: p.value for p in onnx.load(out / "model.onnx").metadata_props}
     assert props["lgdeploy.profile"] == "cpu-host"
     assert json.loads(props["lgdeploy.size"]) == {"depth": 3, "genes": 2}
+    # the fine-tuned and the recomposed weights compared on the same validation images; the better ones ship
+    ft = manifest["finetune"]
+    kept = ft["kept"]
+    assert kept["images"] == ft["top1_before_images"] > 0
+    assert kept["recomposed_top1"] == ft["top1_before"]
+    better = "fine-tuned" if kept["finetuned_top1"] >= kept["recomposed_top1"] else "recomposed"
+    assert kept["shipped"] == better
     report = (out / "report.md").read_text()
+    assert f"ships the {better} weights" in report
     assert f"pytorch → {shipped}" in report and "## Runtimes" in report and "**shipped**" in report
     svg = (out / "selection.svg").read_text()
     assert svg.startswith("<svg") and "chosen: depth=3 genes=2" in svg and "measured" in svg
@@ -159,7 +162,16 @@ def test_existing_output_is_refused_before_any_work(learngene: Path, tmp_path: P
     assert not [p for p in tmp_path.iterdir() if PARTIAL_MARK in p.name]
 
 
-@pytest.mark.parametrize(("field", "value"), [("finetune_steps", 0), ("finetune_steps", -3), ("finetune_epochs", 0.0)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("finetune_steps", 0),
+        ("finetune_steps", -3),
+        ("finetune_epochs", 0.0),
+        ("finetune_lr", 0.0),
+        ("finetune_lr", -1e-3),
+    ],
+)
 def test_empty_finetune_is_refused_before_any_work(learngene: Path, tmp_path: Path, field: str, value: float) -> None:
     """Zero steps used to fall through to one full epoch; it is refused with the valid range."""
     import dataclasses
@@ -174,13 +186,78 @@ def test_empty_finetune_is_refused_before_any_work(learngene: Path, tmp_path: Pa
 def test_cli_refuses_zero_finetune_steps(lgdeploy_argv: list[str], tmp_path: Path) -> None:
     import subprocess
 
-    cases = (("--finetune-steps", "0", 2, "greater than or equal to 1"), ("--finetune-epochs", "0", 1, "must be"))
+    cases = (
+        ("--finetune-steps", "0", 2, "greater than or equal to 1"),
+        ("--finetune-epochs", "0", 1, "must be"),
+        ("--finetune-lr", "0", 1, "must be a positive number"),
+        ("--finetune-lr", "nan", 1, "must be a positive number"),
+    )
     for flag, value, code, text in cases:  # a usage error (2, not an "internal error"), or the pipeline's sentence
         argv = [*lgdeploy_argv, "build", "--profile", "cpu-host", flag, value]
         run = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
         flat = " ".join(run.stderr.translate({ord(c): " " for c in "│╭╮╰╯─"}).split())  # typer boxes and wraps
         assert run.returncode == code and text in flat, run.stderr
         assert "internal error" not in run.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_the_fine_tune_ships_only_when_it_does_not_lower_top1(learngene: Path) -> None:
+    """The build compares the fine-tuned weights with the recomposed ones on the same validation images and ships
+    the recomposed ones when the fine-tune scored lower (measured by `keep_better` itself), unless told otherwise."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from learngene_deploy.data import load_data
+    from learngene_deploy.learngene.io import load_learngene
+    from learngene_deploy.pipeline import stages
+    from learngene_deploy.training.finetune import finetune
+    from learngene_deploy.training.loop import TrainConfig, evaluate
+
+    gen = load_learngene(learngene)
+    data = load_data("digits", img_size=16, train_limit=200, val_limit=100)
+    size = {"depth": 2, "genes": 2}
+    tuned = finetune(gen, data, TrainConfig(max_steps=3, batch_size=16, lr=3e-3, progress=False), size=size)
+    tuned.model.eval()
+    measured = evaluate(tuned.model, data.val.subset(np.arange(50)))
+    picked, opts, lines = SimpleNamespace(size=size), BuildOptions(profile="cpu-host"), []
+
+    def log(_stage: str, msg: str) -> None:
+        lines.append(msg)
+
+    def recomposed(direct: float | None) -> stages.Recomposed:  # the recomposed net's top-1 on the first 50 images
+        return stages.Recomposed(gen, tuned.arch, data, direct, 50)
+
+    shipped, record = stages.keep_better(picked, recomposed(measured + 0.02), tuned, opts, log)
+    assert record is not None and record["shipped"] == "recomposed" and record["finetuned_top1"] == measured
+    reference = gen.recompose(**size).eval()
+    x = torch.from_numpy(data.arrays("val", 4)[0])
+    with torch.no_grad():
+        assert torch.equal(shipped.model(x), reference(x)) and not torch.equal(tuned.model(x), reference(x))
+    assert shipped.top1 == evaluate(reference, data.val) and record["finetuned_top1_all"] == tuned.top1
+    assert "lowered top-1 on 50 validation images" in lines[-1] and "--keep-finetuned" in lines[-1]
+    # equal is not lower: the fine-tuned weights ship
+    shipped, record = stages.keep_better(picked, recomposed(measured), tuned, opts, log)
+    assert shipped is tuned and record is not None and record["shipped"] == "fine-tuned"
+    # --keep-finetuned ships them even when lower, and says so
+    keep = dataclasses.replace(opts, keep_finetuned=True)
+    shipped, record = stages.keep_better(picked, recomposed(measured + 0.02), tuned, keep, log)
+    assert shipped is tuned and record is not None and record["shipped"] == "fine-tuned (--keep-finetuned)"
+    assert "anyway" in lines[-1]
+    # a new head (other classes than the learngene's): nothing to compare, the fine-tuned weights ship
+    assert stages.keep_better(picked, recomposed(None), tuned, opts, log) == (tuned, None)
+
+
+def test_build_recipe_auto_is_none_on_the_built_ins_and_light_on_image_sources() -> None:
+    from learngene_deploy.pipeline.stages import Recipe
+
+    opts = BuildOptions(profile="cpu-host")
+    assert opts.recipe == "auto"
+    assert Recipe.from_options(opts, images=False).augmentation.name == "none"
+    assert Recipe.from_options(opts, images=True).augmentation.name == "light"
+    import dataclasses
+
+    assert Recipe.from_options(dataclasses.replace(opts, recipe="deit"), images=False).augmentation.name == "deit"
 
 
 def test_runtime_overrides_are_validated() -> None:

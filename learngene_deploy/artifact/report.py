@@ -130,8 +130,7 @@ def report_markdown(manifest: dict[str, Any]) -> str:
         f"size {manifest['selection']['size']}",
         f"- architecture: depth {arch['depth']}, width {arch['embed_dim']}, {arch['num_heads']} heads, "
         f"patch {arch['patch_size']}, input {arch['img_size']}×{arch['img_size']}, {arch['num_classes']} classes",
-        f"- fine-tune: {ft['steps']} steps on {ft['data'].get('name', '?')}; top-1 before "
-        f"{_fmt(ft['top1_before'], '.2%')}, after {_fmt(ft['top1_after'], '.2%')}",
+        f"- fine-tune: {ft['steps']} steps on {ft['data'].get('name', '?')}; {_finetune_outcome(ft)}",
         *_deferred_lines(manifest.get("deferred")),
         "",
         "## Budgets",
@@ -252,6 +251,18 @@ def _runtime_lines(manifest: dict[str, Any]) -> list[str]:
             f"reported by `{execution['reported_by']}`).",
         ]
     return lines
+
+
+def _finetune_outcome(ft: dict[str, Any]) -> str:
+    """Top-1 before and after the fine-tune on the same images, and which weights the artifact ships."""
+    kept = ft.get("kept")
+    if not isinstance(kept, dict):  # a new head (nothing to compare), or an artifact from before the comparison
+        return f"top-1 before {_fmt(ft.get('top1_before'), '.2%')}, after {_fmt(ft.get('top1_after'), '.2%')}"
+    line = (
+        f"top-1 on {kept.get('images')} validation images {_fmt(kept.get('recomposed_top1'), '.2%')} recomposed, "
+        f"{_fmt(kept.get('finetuned_top1'), '.2%')} fine-tuned; ships the {kept.get('shipped')} weights"
+    )
+    return f"{line} (top-1 {_fmt(ft.get('top1_after'), '.2%')} on the whole validation split)"
 
 
 def _deferred_lines(deferred: dict[str, Any] | None) -> list[str]:

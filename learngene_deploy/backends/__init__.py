@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from learngene_deploy.errors import ConfigError
@@ -21,7 +22,15 @@ from learngene_deploy.names import BACKEND_CLASSES
 if TYPE_CHECKING:
     from learngene_deploy.backends.base import Backend, Compiled, Runner
 
-__all__ = ["Backend", "Compiled", "Runner", "get_backend", "list_backends"]
+__all__ = [
+    "Backend",
+    "Compiled",
+    "Runner",
+    "get_backend",
+    "list_backends",
+    "none_available",
+    "unavailable_runtimes",
+]
 
 
 def list_backends() -> list[str]:
@@ -46,6 +55,18 @@ def get_backend(name: str, **options: Any) -> Backend:
         raise ConfigError(msg)
     module, cls = BACKEND_CLASSES[name].split(":")
     return getattr(importlib.import_module(module), cls)(**options)
+
+
+def unavailable_runtimes(backends: Iterable[str]) -> dict[str, str | None]:
+    """Why each of ``backends`` cannot run on this machine (``None`` where it can), e.g. a missing package."""
+    return {name: get_backend(name).unavailable_reason() for name in dict.fromkeys(backends)}
+
+
+def none_available(missing: dict[str, str | None]) -> str | None:
+    """One sentence when none of :func:`unavailable_runtimes`' backends runs here (their reasons), else ``None``."""
+    if not missing or not all(missing.values()):
+        return None
+    return "; ".join(dict.fromkeys(r for r in missing.values() if r))
 
 
 def __getattr__(name: str) -> Any:

@@ -174,9 +174,26 @@ def build_command(
     seed: Annotated[
         int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of the fine-tune and data order.")
     ] = 0,
+    finetune_lr: Annotated[
+        float,
+        typer.Option("--finetune-lr", help="Peak learning rate of the brief fine-tune (a positive number)."),
+    ] = 3e-4,
+    keep_finetuned: Annotated[
+        bool,
+        typer.Option(
+            "--keep-finetuned",
+            help="Ship the fine-tuned weights even when they score below the recomposed learngene's on the same "
+            "validation images (by default the better ones ship, and the build says which).",
+        ),
+    ] = False,
     recipe: Annotated[
-        str, typer.Option("--recipe", help="Fine-tune augmentation preset: light (default), deit or none.")
-    ] = "light",
+        str,
+        typer.Option(
+            "--recipe",
+            help="Fine-tune augmentation preset: auto (default: light on image folders and shards, none on the "
+            "built-in datasets), light, deit or none.",
+        ),
+    ] = "auto",
     aug: Annotated[
         list[str] | None,
         typer.Option("--aug", help="Override one knob of the preset, KEY=VALUE (repeatable), e.g. --aug hflip=0."),
@@ -216,6 +233,8 @@ def build_command(
         "data": data,
         "finetune_steps": finetune_steps,
         "finetune_epochs": finetune_epochs,
+        "finetune_lr": finetune_lr,
+        "keep_finetuned": keep_finetuned,
         "backend": backend,
         "precision": precision,
         "force": force,

@@ -197,13 +197,13 @@ def compile_artifact(
 
 def _require_runtime(profile: DeviceProfile) -> None:
     """Refuse, before any work, a machine that has none of the runtimes the profile compiles for."""
-    from learngene_deploy.backends import get_backend
+    from learngene_deploy.backends import none_available, unavailable_runtimes
     from learngene_deploy.backends.choice import plan
 
     planned = plan(profile.runtime.backend, profile.runtime.precision, host=True)
-    missing = [get_backend(p.backend).unavailable_reason() for p in planned if p.role == "candidate"]
-    if missing and all(missing):
-        raise ConfigError(f"cannot compile here: {'; '.join(dict.fromkeys(r for r in missing if r))}")
+    nothing_here = none_available(unavailable_runtimes(p.backend for p in planned if p.role == "candidate"))
+    if nothing_here:
+        raise ConfigError(f"cannot compile here: {nothing_here}")
 
 
 def _fp32_tolerance(opts: BuildOptions) -> Any:

@@ -20,7 +20,8 @@ class BuildOptions:
     finetune_lr: float = 3e-4
     finetune_batch: int = 64
     train_limit: int | None = None  # at most this many training images (a seeded subset); None: every image
-    recipe: str = "light"  # augmentation preset of the fine-tune: light, deit, none (see data.presets)
+    recipe: str = "auto"  # fine-tune augmentation: auto (light on image sources, none on built-ins), light, deit, none
+    keep_finetuned: bool = False  # ship the fine-tuned weights even when they score below the recomposed ones
     aug: tuple[str, ...] = ()  # KEY=VALUE overrides of the preset's knobs
     workers: int | None = None  # DataLoader workers (default: 0 for in-memory data, else min(8, CPUs))
     on_bad_image: str = "error"  # an unreadable image stops the build (error) or is left out and counted (skip)

@@ -126,6 +126,8 @@ def validate(opts: BuildOptions) -> None:
             f"{DEFAULT_FINETUNE_STEPS} steps."
         )
         raise ConfigError(msg)
+    if not (math.isfinite(opts.finetune_lr) and opts.finetune_lr > 0):
+        raise ConfigError(f"finetune_lr must be a positive number (--finetune-lr), got {opts.finetune_lr}; e.g. 3e-4.")
     resolve_recipe(opts.recipe, opts.aug)  # a bad preset or knob fails here, not after the data has loaded
     if opts.size is not None:  # a size the learngene does not offer fails here, not after the fine-tune
         stages.pinned_candidate(opts.learngene, dict(opts.size))

@@ -176,10 +176,14 @@ class Recipe:
     mode: str = "unconstrained"
 
     @classmethod
-    def from_options(cls, opts: BuildOptions) -> Recipe:
+    def from_options(cls, opts: BuildOptions, *, images: bool = True) -> Recipe:
+        """The recipe ``opts`` ask for; ``auto`` is ``light`` on image sources (``images``) and ``none`` on the
+        in-memory built-ins, whose shipped learngenes trained without augmentation (a light fine-tune costs them
+        accuracy: docs/results.md section 6)."""
         from learngene_deploy.data.presets import resolve_recipe
 
         default = None if opts.finetune_epochs else DEFAULT_FINETUNE_STEPS
+        name = ("light" if images else "none") if opts.recipe == "auto" else opts.recipe
         steps = opts.finetune_steps if opts.finetune_steps is not None else default
         return cls(
             steps,
@@ -189,7 +193,7 @@ class Recipe:
             opts.train_limit,
             opts.seed,
             opts.checkpoint_every,
-            resolve_recipe(opts.recipe, opts.aug),
+            resolve_recipe(name, opts.aug),
             opts.workers,
             opts.progress,
         )
@@ -229,8 +233,9 @@ class Recipe:
 @dataclass(frozen=True)
 class Tuned:
     recipe: Recipe
-    finetuned: Finetuned
+    finetuned: Finetuned  # what the artifact ships: the fine-tuned model, or the recomposed one it did not beat
     resumed_from: int
+    comparison: dict[str, Any] | None = None  # fine-tuned vs recomposed on the same validation images
 
 
 def tune(
@@ -243,7 +248,7 @@ def tune(
     from learngene_deploy.errors import os_error_message
     from learngene_deploy.training.finetune import finetune
 
-    recipe = Recipe.from_options(opts)
+    recipe = Recipe.from_options(opts, images=not getattr(recomposed.data.train, "in_memory", False))
     inputs = {  # everything the fine-tune depends on; a re-run with the same inputs resumes it
         "profile": {"sha256": profile.sha256, "backend": opts.backend, "precision": opts.precision},
         "learngene_sha256": picked.sha256,
@@ -267,7 +272,51 @@ def tune(
         f"{tuned.result.steps} steps ({recipe.augmentation.name} recipe) in {tuned.result.wall_time_s:.0f} s; "
         f"top-1 {tuned.top1:.2%}{skipped}",
     )
-    return Tuned(recipe, tuned, resumed_from)
+    shipped, comparison = keep_better(picked, recomposed, tuned, opts, log)
+    return Tuned(recipe, shipped, resumed_from, comparison)
+
+
+def keep_better(
+    picked: Picked, recomposed: Recomposed, tuned: Finetuned, opts: BuildOptions, log: Log
+) -> tuple[Finetuned, dict[str, Any] | None]:
+    """The weights to ship: the fine-tuned ones, unless they score lower than the recomposed ones on the same
+    validation images (a brief fine-tune can undo what the learngene learned on its own data), then the recomposed
+    ones, said in one line. ``opts.keep_finetuned`` ships the fine-tuned weights regardless. With a new head (other
+    classes than the learngene's) the recomposed net has nothing to keep: the fine-tuned one ships.
+    """
+    if recomposed.direct_top1 is None:
+        return tuned, None
+    import dataclasses
+
+    import numpy as np
+
+    from learngene_deploy.training.loop import evaluate
+
+    n = recomposed.direct_images
+    finetuned_top1 = evaluate(tuned.model, recomposed.data.val.subset(np.arange(n)), workers=opts.workers)
+    record: dict[str, Any] = {
+        "images": n,
+        "recomposed_top1": recomposed.direct_top1,
+        "finetuned_top1": finetuned_top1,
+        "shipped": "fine-tuned",
+    }
+    if finetuned_top1 >= recomposed.direct_top1:
+        return tuned, record
+    before = recomposed.direct_top1
+    lowered = f"the fine-tune lowered top-1 on {n} validation images from {before:.2%} to {finetuned_top1:.2%}"
+    if opts.keep_finetuned:
+        log("finetune", f"note: {lowered}; --keep-finetuned ships the fine-tuned weights anyway")
+        record["shipped"] = "fine-tuned (--keep-finetuned)"
+        return tuned, record
+    model = recomposed.generator.recompose(**picked.size).eval()
+    top1 = evaluate(model, recomposed.data.val, workers=opts.workers)
+    log(
+        "finetune",
+        f"{lowered}: the artifact ships the recomposed weights (top-1 {top1:.2%} on all {len(recomposed.data.val)}); "
+        "pass --keep-finetuned to ship the fine-tuned ones anyway",
+    )
+    record |= {"shipped": "recomposed", "finetuned_top1_all": tuned.top1}
+    return dataclasses.replace(tuned, model=model, top1=top1), record
 
 
 # --- 4-8. gates, export, simplify, compile, bench ------------------------------------------------------------
@@ -416,7 +465,7 @@ def compile_and_bench(
     import shutil
 
     from learngene_deploy.backends import choice as rules
-    from learngene_deploy.backends import get_backend
+    from learngene_deploy.backends import none_available, unavailable_runtimes
     from learngene_deploy.errors import VerificationError
     from learngene_deploy.names import AUTO_BACKEND
 
@@ -439,15 +488,12 @@ def compile_and_bench(
         elif int8_speed is not None and not int8_speed["applied"]:
             ctx.log("compile", f"note: INT8 speed gate not applied: {int8_speed['reason']}")
     planned = rules.plan(rt.backend, precision, host=profile.host)
-    missing = {p.backend: get_backend(p.backend).unavailable_reason() for p in planned}
-    if opts.defer_compile or all(missing.values()):  # compile on the target: ship what it needs to finish
+    missing = unavailable_runtimes(p.backend for p in planned)
+    nothing_here = none_available(missing)
+    if opts.defer_compile or nothing_here:  # compile on the target: ship what it needs to finish
         from learngene_deploy.pipeline.gateset import defer
 
-        reason = (
-            "deferred by --defer-compile"
-            if opts.defer_compile
-            else "; ".join(dict.fromkeys(r for r in missing.values() if r))
-        )
+        reason = "deferred by --defer-compile" if opts.defer_compile else str(nothing_here)
         return Runtime(deferred=defer(ctx, profile, reason), int8_speed=int8_speed, skipped=_deferred_skips(rt, reason))
     planned = [p for p in planned if p.role == "candidate" or not missing[p.backend]]  # a twin only where it runs
     scratch = ctx.work.path / RUNTIMES_DIR
@@ -810,5 +856,6 @@ def _finetune_record(recomposed: Recomposed, tuned: Tuned) -> dict[str, Any]:
         "startup_s": ft.result.startup_s,  # process start to the first fine-tune step
         "top1_before": recomposed.direct_top1,
         "top1_before_images": recomposed.direct_images,
-        "top1_after": ft.top1,
+        "top1_after": ft.top1,  # of the shipped weights, on the whole validation split
+        "kept": tuned.comparison,  # fine-tuned vs recomposed on the same images, and which weights ship
     }
