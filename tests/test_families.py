@@ -275,3 +275,9 @@ def test_a_pinned_size_that_misses_a_budget_is_picked_with_a_warning() -> None:
     record = stages._selection_record(picked)
     assert record["pinned"] is True and any("predicted to miss" in n for n in record["notes"])
     assert record["chosen"]["fits"] is False and record["chosen"]["misses"]
+    from learngene_deploy.artifact.report import selection_svg
+
+    svg = selection_svg(picked.selection, profile.budgets.latency_ms)
+    assert "pinned: depth=8 width=96" in svg and "chosen:" not in svg
+    chosen = stages.pick(None, base, lambda _stage, _msg: None)  # the shipped budgets: a size fits and is chosen
+    assert "chosen: " in selection_svg(chosen.selection, base.budgets.latency_ms)

@@ -16,11 +16,14 @@ def _fmt(value: Any, spec: str = ".3g", unit: str = "") -> str:
     return "—" if value is None else f"{value:{spec}}{unit}"
 
 
-def _chosen_marks(c: Any, measured: tuple[float, str] | None, cx: float, cy: float, mx: float) -> list[str]:
-    """The chosen size ringed at (cx, cy), and its measured latency as a red cross at x ``mx`` on the same row."""
+def _chosen_marks(
+    c: Any, measured: tuple[float, str] | None, cx: float, cy: float, mx: float, what: str = "chosen"
+) -> list[str]:
+    """The built size ringed at (cx, cy) and labelled ``what`` (``chosen``, or ``pinned`` when given with --size),
+    and its measured latency as a red cross at x ``mx`` on the same row."""
     parts = [
         f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="8" fill="none" stroke="black" stroke-width="2"/>',
-        f'<text x="{cx + 10:.1f}" y="{cy - 8:.1f}">chosen: {html.escape(c.candidate.label)}</text>',
+        f'<text x="{cx + 10:.1f}" y="{cy - 8:.1f}">{what}: {html.escape(c.candidate.label)}</text>',
     ]
     if measured is not None:
         my, r = cy, 5
@@ -97,7 +100,8 @@ def selection_svg(
             f"<title>{html.escape(p.candidate.label)}</title></circle>"
         )
     c = selection.chosen
-    parts += _chosen_marks(c, measured, px(c.latency_ms), py(value(c)), px(measured[0]) if measured else 0.0)
+    what = "pinned" if getattr(selection, "pinned", False) else "chosen"
+    parts += _chosen_marks(c, measured, px(c.latency_ms), py(value(c)), px(measured[0]) if measured else 0.0, what)
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -127,7 +131,8 @@ def report_markdown(manifest: dict[str, Any]) -> str:
         f"- status: **{manifest['status']}**",
         f"- runtime: {_runtime_label(manifest)}",
         f"- learngene: `{Path(manifest['learngene']['path']).name}` ({manifest['learngene']['method']}), "
-        f"size {manifest['selection']['size']}",
+        f"size {manifest['selection']['size']}"
+        f"{' (pinned with --size)' if manifest['selection'].get('pinned') else ''}",
         f"- architecture: depth {arch['depth']}, width {arch['embed_dim']}, {arch['num_heads']} heads, "
         f"patch {arch['patch_size']}, input {arch['img_size']}×{arch['img_size']}, {arch['num_classes']} classes",
         f"- fine-tune: {ft['steps']} steps on {ft['data'].get('name', '?')}; {_finetune_outcome(ft)}",
