@@ -161,6 +161,7 @@ class Backend(ABC):
     install_hint: ClassVar[str]  # how to install the runtime
     artifact_suffix: ClassVar[str]  # suffix of Compiled.model_path
     precisions: ClassVar[tuple[str, ...]]  # precisions compile() supports
+    accelerators: ClassVar[tuple[str, ...]] = ("cpu", "gpu", "npu")  # profile accelerators the runtime can run on
 
     def require(self) -> ModuleType:
         """Import the runtime module or raise :class:`BackendUnavailableError` naming how to install it."""

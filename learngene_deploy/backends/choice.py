@@ -26,14 +26,16 @@ NOT_INSTALLED = "not installed here"  # a contender's rejection when its runtime
 _HOST_UNSUPPORTED = {("onnxruntime", "fp16")}
 
 
-def auto_backends(precision: str) -> list[str]:
-    """Runtimes ``auto`` considers for ``precision`` on this machine's CPU, installed or not, in registry order."""
+def auto_backends(precision: str, accelerator: str = "cpu") -> list[str]:
+    """Runtimes ``auto`` considers for ``precision`` on the build machine's ``accelerator`` (the profile's
+    ``device.accelerator``), installed or not, in registry order: TensorRT is never one on a CPU."""
     from learngene_deploy.backends import get_backend
 
     names = []
     for name in BACKEND_CLASSES:
         backend = get_backend(name)
-        if precision in backend.precisions and (name, precision) not in _HOST_UNSUPPORTED:
+        runs_here = accelerator in backend.accelerators
+        if runs_here and precision in backend.precisions and (name, precision) not in _HOST_UNSUPPORTED:
             names.append(name)
     return names
 
@@ -51,13 +53,14 @@ class Planned:
         return f"{self.backend}-{self.precision}"
 
 
-def plan(backend: str, precision: str, *, host: bool) -> list[Planned]:
-    """The contenders of a build: every ``auto`` runtime (or the one named), plus fp32 twins for INT8 on the host.
+def plan(backend: str, precision: str, *, host: bool, accelerator: str = "cpu") -> list[Planned]:
+    """The contenders of a build: every ``auto`` runtime for ``accelerator`` (or the one named), plus fp32 twins for
+    INT8 on the host.
 
     Off the host, INT8's speed cannot be measured here; the speed gate then uses the target's latency tables
     (:func:`table_speed_gate`).
     """
-    backends = auto_backends(precision) if backend == AUTO_BACKEND else [backend]
+    backends = auto_backends(precision, accelerator) if backend == AUTO_BACKEND else [backend]
     planned = [Planned(b, precision, "candidate") for b in backends]
     if precision == "int8" and host:
         planned += [Planned(b, "fp32", "fp32 twin") for b in backends]

@@ -171,6 +171,7 @@ class TensorRTBackend(Backend):
     )
     artifact_suffix: ClassVar[str] = ".plan"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    accelerators: ClassVar[tuple[str, ...]] = ("gpu", "dla")  # NVIDIA GPUs and Jetson DLAs, never a CPU
 
     def compile(
         self,

@@ -200,7 +200,8 @@ def _require_runtime(profile: DeviceProfile) -> None:
     from learngene_deploy.backends import none_available, unavailable_runtimes
     from learngene_deploy.backends.choice import plan
 
-    planned = plan(profile.runtime.backend, profile.runtime.precision, host=True)
+    rt = profile.runtime
+    planned = plan(rt.backend, rt.precision, host=True, accelerator=profile.device.accelerator)
     nothing_here = none_available(unavailable_runtimes(p.backend for p in planned if p.role == "candidate"))
     if nothing_here:
         raise ConfigError(f"cannot compile here: {nothing_here}")

@@ -487,7 +487,7 @@ def compile_and_bench(
             ctx.log("compile", f"INT8 rejected ({int8_speed['reason']}); --int8-fallback fp32 ships fp32")
         elif int8_speed is not None and not int8_speed["applied"]:
             ctx.log("compile", f"note: INT8 speed gate not applied: {int8_speed['reason']}")
-    planned = rules.plan(rt.backend, precision, host=profile.host)
+    planned = rules.plan(rt.backend, precision, host=profile.host, accelerator=profile.device.accelerator)
     missing = unavailable_runtimes(p.backend for p in planned)
     nothing_here = none_available(missing)
     if opts.defer_compile or nothing_here:  # compile on the target: ship what it needs to finish

@@ -226,7 +226,8 @@ def runtimes_to_calibrate(profile: Any, *, with_fp32: bool = False) -> list[tupl
 
     rt = profile.runtime
     if rt.backend == AUTO_BACKEND:
-        backends = [b for b in auto_backends(rt.precision) if is_available(get_backend(b).module)]
+        candidates = auto_backends(rt.precision, profile.device.accelerator)
+        backends = [b for b in candidates if is_available(get_backend(b).module)]
         if not backends:
             msg = f"backend auto found no installed runtime for {rt.precision} here; install onnxruntime or openvino."
             raise ProfileError(msg)

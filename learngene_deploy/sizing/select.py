@@ -322,7 +322,8 @@ def _auto_notes(profile: Any, predictor: LatencyPredictor, chosen: Prediction) -
     from learngene_deploy._imports import is_available
     from learngene_deploy.backends import get_backend
 
-    installed = [b for b in auto_backends(profile.runtime.precision) if is_available(get_backend(b).module)]
+    planned = auto_backends(profile.runtime.precision, profile.device.accelerator)
+    installed = [b for b in planned if is_available(get_backend(b).module)]
     missing = [b for b in installed if b not in predictor.runtimes]
     if missing:
         notes.append(
