@@ -1,14 +1,14 @@
 """LeTs vs LDR vs TLEG initialisation at equal Des-Net size, and LeTs' row-selection strategies after fine-tuning.
 
-Three learngenes trained on Fashion-MNIST with one recipe (plain CE, 1404 steps = 3 epochs of 60k images, batch 128,
-lr 2e-3, AdamW, cosine, seed 0):
+Three learngenes of Fashion-MNIST (batch 128, lr 2e-3, AdamW, cosine, seed 0), by default the shipped two:
 
-- LDR: Chebyshev, 4 learngenes, ICT stages 1,2,4 (one epoch each), D=96, depth 6
-  (``train/recipes/ldr-fashion-mnist.sh``, the shipped ``ldr-fashion-mnist``);
+- LDR: Chebyshev, 4 learngenes, ICT stages 1,2,4, D=96, depth 6 (``train/recipes/ldr-fashion-mnist.sh``, the
+  shipped ``ldr-fashion-mnist``: 2 epochs per stage, CE + KL against the recipe teacher);
 - LeTs: learngene 4 x 48 grown to an Aux-Net 8 x 96 (``train/recipes/lets-fashion-mnist.sh``, the shipped
-  ``lets-fashion-mnist``);
-- TLEG: LDR's linear basis {1, x} with 2 learngenes trained together, D=96, depth 6 (trained here with the LDR
-  recipe's options).
+  ``lets-fashion-mnist``: DeiT soft KD from the same teacher);
+- TLEG: LDR's linear basis {1, x} with 2 learngenes trained together, D=96, depth 6: ``--tleg FILE`` (e.g. from
+  ``train/recipes/tleg-fashion-mnist.sh``, distilled like LDR with its budget), else trained here for 3 epochs
+  with plain CE.
 
 Each is recomposed into the same Des-Nets (depth 4, 6 and 8 at width 96: identical timm architectures) and evaluated
 directly and after 1 epoch of fine-tuning with the recipe of ``learngene_vs_scratch.py`` (lr 1e-3, batch 128); the
@@ -182,6 +182,10 @@ def main(argv: list[str] | None = None) -> None:
                 "train_images": metas[n]["training"]["data"]["train_size"],
                 "stored_params": sum(p.numel() for p in gens[n].parameters()),
                 "trained_here_s": round(train_s[n], 1) if n in train_s else None,
+                "wall_time_s": metas[n]["training"].get("wall_time_s"),
+                "teacher": {
+                    k: (metas[n]["training"].get("teacher_info") or {}).get(k) for k in ("model", "top1", "params")
+                },
             }
             for n in names
         },

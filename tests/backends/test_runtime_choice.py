@@ -332,3 +332,13 @@ def test_calibrate_with_fp32_writes_both_tables_and_the_off_host_gate_applies(
     assert record["applied"] and record["passed"] and record["speedup"] == pytest.approx(2.5, rel=0.05)
     refused = CliRunner().invoke(app, ["profiles", "calibrate", "cpu-host", "--out", str(table), "--with-fp32"])
     assert refused.exit_code == 1 and "already fp32" in refused.stderr
+
+
+def test_none_available_names_each_reason_once_and_only_when_nothing_runs() -> None:
+    from learngene_deploy.backends import none_available, unavailable_runtimes
+
+    assert none_available({"onnxruntime": None, "tensorrt": "no tensorrt"}) is None
+    assert none_available({}) is None
+    assert none_available({"a": "no gpu", "b": "no gpu", "c": "no module"}) == "no gpu; no module"
+    missing = unavailable_runtimes(["onnxruntime", "onnxruntime", "tensorrt"])
+    assert list(missing) == ["onnxruntime", "tensorrt"] and missing["onnxruntime"] is None  # installed here (dev)
