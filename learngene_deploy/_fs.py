@@ -26,9 +26,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
+        # writers that go through a private temporary file (safetensors' save_file) leave it 0600: give the
+        # result the mode any new file gets here (0644 under the usual umask), as `open()` would have
+        os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _new_file_mode() -> int:
+    """The permission bits a new file gets from this process's umask (read by setting it and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -194,3 +194,17 @@ def test_no_source_file_loads_pickle() -> None:
     assert len(files) > 40 and repo / "learngene_deploy" / "training" / "loop.py" in files
     offenders = {str(p.relative_to(repo)): found for p in files if (found := _unsafe_loads(p.read_text()))}
     assert offenders == {}
+
+
+def test_a_saved_learngene_gets_the_umask_mode_not_a_private_one(tmp_path: Path) -> None:
+    """safetensors writes through a private 0600 temporary file; the learngene a user shares must not stay 0600."""
+    import os
+    import stat
+
+    arch = ArchSpec(img_size=8, patch_size=4, in_chans=3, num_classes=3, embed_dim=16, depth=2, num_heads=2)
+    old = os.umask(0o022)
+    try:
+        path = save_learngene(tmp_path / "lg.safetensors", LDRGenerator(arch, 1))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
