@@ -61,7 +61,7 @@ def main() -> None:
     scratch_s = time.perf_counter() - start
     scratch_top1 = evaluate(scratch.eval(), data.val)
     kept = ft.get("kept") or {}
-    finetuned_all = kept.get("finetuned_top1_all", ft["top1_after"])
+    finetuned_all = kept.get("finetuned_top1", ft["top1_after"])
     result = {
         "command": " ".join(command),
         "wall_time_s": wall,
@@ -93,7 +93,7 @@ def main() -> None:
     n_all, n_sample = d.get("val_size"), ft.get("top1_before_images")
     rows = [
         (f"learngene, recomposed, no fine-tune ({n_sample} images)", ft["top1_before"]),
-        (f"learngene + fine-tune ({n_sample} images)", kept.get("finetuned_top1")),
+        (f"learngene, recomposed, no fine-tune ({n_all} images)", kept.get("recomposed_top1")),
         (f"learngene + fine-tune ({n_all} images)", finetuned_all),
         (f"the artifact: {kept.get('shipped', 'fine-tuned')} weights ({n_all} images)", ft["top1_after"]),
         (f"same architecture from scratch, same steps ({n_all} images)", scratch_top1),

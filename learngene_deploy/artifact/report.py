@@ -263,11 +263,10 @@ def _finetune_outcome(ft: dict[str, Any]) -> str:
     kept = ft.get("kept")
     if not isinstance(kept, dict):  # a new head (nothing to compare), or an artifact from before the comparison
         return f"top-1 before {_fmt(ft.get('top1_before'), '.2%')}, after {_fmt(ft.get('top1_after'), '.2%')}"
-    line = (
+    return (
         f"top-1 on {kept.get('images')} validation images {_fmt(kept.get('recomposed_top1'), '.2%')} recomposed, "
         f"{_fmt(kept.get('finetuned_top1'), '.2%')} fine-tuned; ships the {kept.get('shipped')} weights"
     )
-    return f"{line} (top-1 {_fmt(ft.get('top1_after'), '.2%')} on the whole validation split)"
 
 
 def _deferred_lines(deferred: dict[str, Any] | None) -> list[str]:
