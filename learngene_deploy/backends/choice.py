@@ -40,6 +40,15 @@ def auto_backends(precision: str, accelerator: str = "cpu") -> list[str]:
     return names
 
 
+def installed_auto_backends(profile: Any) -> list[str]:
+    """:func:`auto_backends` for ``profile``'s precision and accelerator whose runtime imports on this machine."""
+    from learngene_deploy._imports import is_available
+    from learngene_deploy.backends import get_backend
+
+    planned = auto_backends(profile.runtime.precision, profile.device.accelerator)
+    return [b for b in planned if is_available(get_backend(b).module)]
+
+
 @dataclass(frozen=True)
 class Planned:
     """One model to compile: a runtime at a precision, and why it is built."""

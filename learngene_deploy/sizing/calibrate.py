@@ -219,15 +219,12 @@ def runtimes_to_calibrate(profile: Any, *, with_fp32: bool = False) -> list[tupl
     fastest, as the build ships the fastest); ``with_fp32`` adds each runtime's fp32 twin to an INT8 profile, so the
     INT8 speed gate of a target that is not the build machine can compare the two from the device's own tables.
     """
-    from learngene_deploy._imports import is_available
-    from learngene_deploy.backends import get_backend
-    from learngene_deploy.backends.choice import auto_backends
+    from learngene_deploy.backends.choice import installed_auto_backends
     from learngene_deploy.names import AUTO_BACKEND
 
     rt = profile.runtime
     if rt.backend == AUTO_BACKEND:
-        candidates = auto_backends(rt.precision, profile.device.accelerator)
-        backends = [b for b in candidates if is_available(get_backend(b).module)]
+        backends = installed_auto_backends(profile)
         if not backends:
             msg = f"backend auto found no installed runtime for {rt.precision} here; install onnxruntime or openvino."
             raise ProfileError(msg)

@@ -313,18 +313,13 @@ def _auto_notes(profile: Any, predictor: LatencyPredictor, chosen: Prediction) -
             "backend auto: latency is predicted without knowing which runtime the build will ship (the roofline "
             "does not depend on it); calibrate this machine to predict from each runtime's measurements"
         ]
-    from learngene_deploy.backends.choice import auto_backends
+    from learngene_deploy.backends.choice import installed_auto_backends
 
     notes = [
         f"backend auto: each size is predicted by the fastest of the calibrated runtimes "
         f"({', '.join(predictor.runtimes)}); the chosen size by {chosen.latency_runtime}'s table"
     ]
-    from learngene_deploy._imports import is_available
-    from learngene_deploy.backends import get_backend
-
-    planned = auto_backends(profile.runtime.precision, profile.device.accelerator)
-    installed = [b for b in planned if is_available(get_backend(b).module)]
-    missing = [b for b in installed if b not in predictor.runtimes]
+    missing = [b for b in installed_auto_backends(profile) if b not in predictor.runtimes]
     if missing:
         notes.append(
             f"the latency table has no {', '.join(missing)} measurements, so a build that ships "
