@@ -22,6 +22,7 @@ from learngene_deploy.sizing.latency import (
     TablePredictor,
     features,
     fit,
+    load_tables,
     predictor_for,
 )
 from learngene_deploy.sizing.select import Candidate, pareto_front, select
@@ -453,7 +454,11 @@ def test_calibrate_writes_a_table_that_select_uses(tmp_path: Path) -> None:
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(data))
     predictor = predictor_for(load_profile(tmp_path / "mine.yaml"))
     measured = table.points[0]
-    assert predictor.predict(ArchSpec.from_dict(measured["arch"])) == (measured["p90_ms"], "measured")
+    # cpu-host is `backend: auto`: the file holds one table per installed runtime, and a measured size is predicted
+    # by the fastest runtime's measurement of it (the first table alone made this test depend on which was faster)
+    same = [p["p90_ms"] for t in load_tables(table_path) for p in t.points if p["arch"] == measured["arch"]]
+    assert len(same) == len(load_tables(table_path)) >= 1
+    assert predictor.predict(ArchSpec.from_dict(measured["arch"])) == (min(same), "measured")
     assert all(len(p["round_p50_ms"]) == 1 and p["spread"] == 0.0 for p in table.points), "one round: no spread"
     assert table.margin_confidence == 0.9, "the default confidence is recorded with the band"
     assert table.drift is None, "one round per size: no drift between passes"
